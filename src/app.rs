@@ -1,0 +1,220 @@
+//! Wiring: builds the store, broker, rooms, persister and router from a
+//! [`Config`], serves until a shutdown signal, then shuts down in order —
+//! stop accepting, close sockets with 1001, flush the persister, close the
+//! store — within the configured deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vridge_protocol::{FeedbackId, ProjectId};
+
+use crate::auth::JwtKeys;
+use crate::auth::secret::{self, SecretError};
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::limits::RateLimits;
+use crate::metrics::Metrics;
+use crate::room::{ConnId, Registry, RoomSettings};
+use crate::store::persister::Persister;
+use crate::store::{Store, StoreError};
+use crate::ws::connection_limit::ConnectionLimiter;
+
+/// How often idle rate-limiter keys are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Feedback→project entries cached before the cache is cleared.
+const FEEDBACK_CACHE_MAX: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("JWT secret: {0}")]
+    Secret(#[from] SecretError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("creating the data directory: {0}")]
+    DataDir(std::io::Error),
+}
+
+/// Everything request handlers and sessions share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub broker: Broker,
+    pub registry: Registry,
+    pub persister: Persister,
+    pub jwt: Arc<JwtKeys>,
+    pub limits: Arc<RateLimits>,
+    pub connections: ConnectionLimiter,
+    pub metrics: Arc<Metrics>,
+    /// Fires when the server starts shutting down; sessions close with 1001.
+    pub shutdown: CancellationToken,
+    /// Every socket's task, so shutdown can wait for them.
+    pub sessions: TaskTracker,
+    pub ws_config: WebSocketConfig,
+    next_conn: Arc<AtomicU64>,
+    /// Feedback items never move between projects, so this never goes stale.
+    feedback_projects: Arc<DashMap<FeedbackId, ProjectId>>,
+}
+
+impl AppState {
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Relaxed)
+    }
+
+    /// The project of a feedback item, cached.
+    pub async fn feedback_project(
+        &self,
+        feedback: FeedbackId,
+    ) -> Result<Option<ProjectId>, StoreError> {
+        if let Some(p) = self.feedback_projects.get(&feedback) {
+            return Ok(Some(*p));
+        }
+        let project = self.store.feedback_project(feedback).await?;
+        if let Some(p) = project {
+            if self.feedback_projects.len() >= FEEDBACK_CACHE_MAX {
+                self.feedback_projects.clear();
+            }
+            self.feedback_projects.insert(feedback, p);
+        }
+        Ok(project)
+    }
+}
+
+/// A built, bound server, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    persister_task: JoinHandle<()>,
+    persister_stop: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(StartupError::DataDir)?;
+        let store = Store::connect(&config.database_url(), config.db_max_connections).await?;
+        let secret = secret::load_or_generate(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let jwt = JwtKeys::hs256(&secret, Duration::from_secs(config.access_token_ttl_secs));
+        let metrics = Arc::new(Metrics::default());
+        let registry = Registry::new(
+            RoomSettings {
+                typing_timeout: config.typing_timeout(),
+            },
+            metrics.clone(),
+        );
+        let broker = Broker::Memory(registry.clone());
+        let persister_stop = CancellationToken::new();
+        let (persister, persister_task) = Persister::spawn(
+            store.clone(),
+            broker.clone(),
+            metrics.clone(),
+            config.persist_batch,
+            persister_stop.clone(),
+        );
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        let state = AppState {
+            ws_config: crate::ws::socket_config(&config),
+            limits: Arc::new(RateLimits::from_config(&config)),
+            config: Arc::new(config),
+            store,
+            broker,
+            registry,
+            persister,
+            jwt: Arc::new(jwt),
+            connections: ConnectionLimiter::default(),
+            metrics,
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            next_conn: Arc::new(AtomicU64::new(1)),
+            feedback_projects: Arc::new(DashMap::new()),
+        };
+        Ok(Self {
+            listener,
+            state,
+            persister_task,
+            persister_stop,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until_stopped<F>(self, signal: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let state = self.state;
+        let prune = spawn_pruner(state.limits.clone(), state.shutdown.clone());
+        let router = crate::http::router(state.clone());
+        let shutdown = state.shutdown.clone();
+        let result = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = signal => {}
+                () = shutdown.cancelled() => {}
+            }
+            shutdown.cancel();
+        })
+        .await;
+        state.shutdown.cancel();
+        tracing::info!("shutting down: closing sockets and flushing comments");
+        let deadline = state.config.shutdown_timeout();
+        state.sessions.close();
+        if tokio::time::timeout(deadline, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sockets did not close before the deadline");
+        }
+        self.persister_stop.cancel();
+        if tokio::time::timeout(deadline, self.persister_task)
+            .await
+            .is_err()
+        {
+            tracing::error!("the persister did not flush before the deadline");
+        }
+        prune.abort();
+        state.store.close().await;
+        result
+    }
+}
+
+fn spawn_pruner(limits: Arc<RateLimits>, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => limits.prune(),
+            }
+        }
+    })
+}

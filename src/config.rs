@@ -1,0 +1,182 @@
+//! The server's whole configuration: one struct, every field a command-line
+//! flag with an environment variable behind it. README.md lists them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Command line of the `vridge-realtime` binary.
+#[derive(Debug, Parser)]
+#[command(name = "vridge-realtime", version, about = "Realtime feedback server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (the default when no subcommand is given).
+    Serve,
+    /// Mint an access token for a user, for operators and tests.
+    Token {
+        /// The user's id.
+        #[arg(long)]
+        user: i64,
+        /// Lifetime in seconds (default: the access-token lifetime).
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+    },
+}
+
+/// Everything the server needs to run. Durations are in milliseconds or
+/// seconds as their names say, so that environment variables stay plain numbers.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, env = "VRIDGE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory for the embedded database and the generated JWT secret.
+    #[arg(long, env = "VRIDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://…` or `postgres://…`; default: SQLite at <data-dir>/vridge.db.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most connections in the store's pool.
+    #[arg(long, env = "VRIDGE_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// HS256 signing secret (at least 32 bytes); default: generated once into
+    /// <data-dir>/jwt_secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "VRIDGE_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
+    /// Create demo users and a demo project at start and print their tokens.
+    #[arg(long, env = "VRIDGE_DEMO", default_value_t = false)]
+    pub demo: bool,
+
+    /// Concurrent sockets one user may hold; the next is closed with 4029.
+    #[arg(long, env = "VRIDGE_MAX_SOCKETS_PER_USER", default_value_t = 5)]
+    pub max_sockets_per_user: usize,
+
+    /// Largest accepted client message (and frame), in bytes; larger: close 1009.
+    #[arg(long, env = "VRIDGE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Events queued per connection before it counts as a slow consumer (4008).
+    #[arg(long, env = "VRIDGE_OUTBOUND_QUEUE", default_value_t = 512)]
+    pub outbound_queue: usize,
+
+    /// Most events the writer packs into one `batch` frame.
+    #[arg(long, env = "VRIDGE_MAX_BATCH", default_value_t = 64)]
+    pub max_batch: usize,
+
+    /// Interval between keepalive pings, in milliseconds.
+    #[arg(long, env = "VRIDGE_PING_INTERVAL_MS", default_value_t = 20_000)]
+    pub ping_interval_ms: u64,
+
+    /// A peer silent for this long is closed with 4009, in milliseconds.
+    #[arg(long, env = "VRIDGE_PONG_TIMEOUT_MS", default_value_t = 60_000)]
+    pub pong_timeout_ms: u64,
+
+    /// A typing indicator lapses after this long without a refresh, in milliseconds.
+    #[arg(long, env = "VRIDGE_TYPING_TIMEOUT_MS", default_value_t = 10_000)]
+    pub typing_timeout_ms: u64,
+
+    /// comment_add messages per user per minute.
+    #[arg(long, env = "VRIDGE_LIMIT_COMMENT_ADD", default_value_t = 10)]
+    pub limit_comment_add: u32,
+
+    /// typing_indicator messages per user per minute.
+    #[arg(long, env = "VRIDGE_LIMIT_TYPING", default_value_t = 30)]
+    pub limit_typing: u32,
+
+    /// reaction_add messages per user per minute.
+    #[arg(long, env = "VRIDGE_LIMIT_REACTION_ADD", default_value_t = 20)]
+    pub limit_reaction_add: u32,
+
+    /// Any other message per user per minute (unknown or invalid ones count here).
+    #[arg(long, env = "VRIDGE_LIMIT_OTHER", default_value_t = 100)]
+    pub limit_other: u32,
+
+    /// Lift every per-message rate limit (for benchmarks only).
+    #[arg(long, env = "VRIDGE_NO_RATE_LIMITS", default_value_t = false)]
+    pub no_rate_limits: bool,
+
+    /// Most comments written by one persister flush (one multi-row INSERT).
+    #[arg(long, env = "VRIDGE_PERSIST_BATCH", default_value_t = 256)]
+    pub persist_batch: usize,
+
+    /// How long shutdown may take to flush and close, in seconds.
+    #[arg(long, env = "VRIDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Config {
+    /// The store URL, defaulting to the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vridge.db").display()))
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms.max(1))
+    }
+
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_millis(self.pong_timeout_ms.max(1))
+    }
+
+    pub fn typing_timeout(&self) -> Duration {
+        Duration::from_millis(self.typing_timeout_ms.max(1))
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// A configuration from command-line style arguments, ignoring nothing:
+    /// tests use it to start servers with explicit settings.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let args = std::iter::once(std::ffi::OsString::from("vridge-realtime"))
+            .chain(args.into_iter().map(Into::into));
+        Only::try_parse_from(args).map(|o| o.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_product_limits() {
+        let c = Config::from_args(["--bind", "127.0.0.1:0", "--data-dir", "/tmp/x"]).unwrap();
+        assert_eq!(c.max_sockets_per_user, 5);
+        assert_eq!(c.max_message_bytes, 65_536);
+        assert_eq!(
+            (c.limit_comment_add, c.limit_typing, c.limit_reaction_add),
+            (10, 30, 20)
+        );
+        assert_eq!(c.database_url(), "sqlite:///tmp/x/vridge.db");
+    }
+}

@@ -1,0 +1,250 @@
+//! Parsed user input: values that can only exist once they are valid
+//! ("parse, don't validate"). Each constructor returns what was wrong.
+
+use std::fmt;
+use std::str::FromStr;
+
+use vridge_protocol::NewComment;
+
+/// A project member's role, with the product's permission table:
+/// owner all; admin create/read/update/delete/invite; editor create/read/update;
+/// viewer read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Viewer,
+    Editor,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// May add comments, reactions, feedback, and signal typing.
+    pub fn can_create(self) -> bool {
+        self >= Role::Editor
+    }
+
+    /// May change feedback status and project details.
+    pub fn can_update(self) -> bool {
+        self >= Role::Editor
+    }
+
+    /// May delete and invite or remove members.
+    pub fn can_manage(self) -> bool {
+        self >= Role::Admin
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is not one of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role: {0}")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "owner" => Ok(Role::Owner),
+            "admin" => Ok(Role::Admin),
+            "editor" => Ok(Role::Editor),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(UnknownRole(other.to_owned())),
+        }
+    }
+}
+
+/// Longest comment text the product accepts, in characters.
+pub const MAX_COMMENT_CHARS: usize = 10_000;
+/// Longest optional comment field (title, section, security), in characters.
+pub const MAX_COMMENT_FIELD_CHARS: usize = 200;
+/// Longest client-chosen idempotency key, in characters.
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 128;
+
+/// Why a comment was refused; the client is told "Invalid comment data".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidComment {
+    #[error("text must be 1..={MAX_COMMENT_CHARS} characters")]
+    Text,
+    #[error("{0} must be at most {MAX_COMMENT_FIELD_CHARS} characters")]
+    Field(&'static str),
+    #[error("timestamp must be a finite number of seconds >= 0")]
+    Timestamp,
+    #[error("client_msg_id must be 1..={MAX_CLIENT_MSG_ID_CHARS} characters")]
+    ClientMsgId,
+}
+
+/// A comment whose fields passed every check; the feedback's project is
+/// checked separately because it needs the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidComment(NewComment);
+
+impl ValidComment {
+    pub fn parse(raw: NewComment) -> Result<Self, InvalidComment> {
+        let chars = raw.text.chars().count();
+        if chars == 0 || chars > MAX_COMMENT_CHARS || raw.text.trim().is_empty() {
+            return Err(InvalidComment::Text);
+        }
+        for (name, value) in [
+            ("title", &raw.title),
+            ("section", &raw.section),
+            ("security", &raw.security),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.chars().count() > MAX_COMMENT_FIELD_CHARS)
+            {
+                return Err(InvalidComment::Field(name));
+            }
+        }
+        if raw.timestamp.is_some_and(|t| !t.is_finite() || t < 0.0) {
+            return Err(InvalidComment::Timestamp);
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn inner(&self) -> &NewComment {
+        &self.0
+    }
+}
+
+/// An idempotency key for a comment: the client's `client_msg_id` (or REST
+/// `Idempotency-Key`), or a fresh random one when the client gave none, so
+/// that every stored comment has a key and a batch insert can map its
+/// returned rows back to the requests by key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn from_client(raw: Option<&str>) -> Result<Self, InvalidComment> {
+        match raw {
+            None => Ok(Self(format!("srv-{}", uuid::Uuid::new_v4()))),
+            Some(k) if k.is_empty() || k.chars().count() > MAX_CLIENT_MSG_ID_CHARS => {
+                Err(InvalidComment::ClientMsgId)
+            }
+            Some(k) => Ok(Self(format!("c-{k}"))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Longest emoji (or short reaction code such as `:+1:`), in characters.
+pub const MAX_EMOJI_CHARS: usize = 32;
+
+/// A reaction emoji: non-empty, short, no whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emoji(String);
+
+/// The emoji was empty, too long or contained whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("emoji must be 1..={MAX_EMOJI_CHARS} characters without whitespace")]
+pub struct InvalidEmoji;
+
+impl Emoji {
+    pub fn parse(raw: &str) -> Result<Self, InvalidEmoji> {
+        let n = raw.chars().count();
+        if n == 0 || n > MAX_EMOJI_CHARS || raw.chars().any(char::is_whitespace) {
+            return Err(InvalidEmoji);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> NewComment {
+        NewComment {
+            feedback_id: 1,
+            text: text.into(),
+            title: None,
+            section: None,
+            security: None,
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn comment_text_bounds_are_inclusive_and_counted_in_chars() {
+        assert!(ValidComment::parse(raw("x")).is_ok());
+        assert!(ValidComment::parse(raw(&"é".repeat(MAX_COMMENT_CHARS))).is_ok());
+        assert_eq!(
+            ValidComment::parse(raw(&"é".repeat(MAX_COMMENT_CHARS + 1))),
+            Err(InvalidComment::Text)
+        );
+        assert_eq!(ValidComment::parse(raw("")), Err(InvalidComment::Text));
+        assert_eq!(ValidComment::parse(raw("   ")), Err(InvalidComment::Text));
+    }
+
+    #[test]
+    fn comment_rejects_negative_or_nan_timestamp_and_long_fields() {
+        let mut c = raw("ok");
+        c.timestamp = Some(f64::NAN);
+        assert_eq!(
+            ValidComment::parse(c.clone()),
+            Err(InvalidComment::Timestamp)
+        );
+        c.timestamp = Some(-1.0);
+        assert_eq!(
+            ValidComment::parse(c.clone()),
+            Err(InvalidComment::Timestamp)
+        );
+        c.timestamp = Some(12.5);
+        c.title = Some("t".repeat(MAX_COMMENT_FIELD_CHARS + 1));
+        assert_eq!(ValidComment::parse(c), Err(InvalidComment::Field("title")));
+    }
+
+    #[test]
+    fn client_keys_and_server_keys_never_collide() {
+        let client = IdempotencyKey::from_client(Some("srv-1")).unwrap();
+        assert_eq!(client.as_str(), "c-srv-1");
+        let server = IdempotencyKey::from_client(None).unwrap();
+        assert!(server.as_str().starts_with("srv-"));
+        assert_ne!(server, IdempotencyKey::from_client(None).unwrap());
+        assert_eq!(
+            IdempotencyKey::from_client(Some("")),
+            Err(InvalidComment::ClientMsgId)
+        );
+    }
+
+    #[test]
+    fn roles_follow_the_product_table() {
+        assert!(!Role::Viewer.can_create());
+        assert!(
+            Role::Editor.can_create() && Role::Editor.can_update() && !Role::Editor.can_manage()
+        );
+        assert!(Role::Admin.can_manage());
+        assert_eq!("owner".parse::<Role>(), Ok(Role::Owner));
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn emoji_is_short_and_has_no_whitespace() {
+        assert!(Emoji::parse("👍").is_ok());
+        assert!(Emoji::parse(":+1:").is_ok());
+        assert_eq!(Emoji::parse(""), Err(InvalidEmoji));
+        assert_eq!(Emoji::parse("a b"), Err(InvalidEmoji));
+        assert_eq!(Emoji::parse(&"x".repeat(33)), Err(InvalidEmoji));
+    }
+}

@@ -1,0 +1,67 @@
+//! Rooms: one actor per project with members on this node.
+//!
+//! A [`RoomHandle`] is a cheap clone around the actor's bounded command
+//! queue; the task ([`actor`]) owns all room state — members, presence counts,
+//! typing deadlines — so none of it needs a lock. The [`Registry`] finds the
+//! room of a project, spawning it on first join; the room retires itself
+//! when its last member leaves.
+
+mod actor;
+mod registry;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use vridge_protocol::{ServerMessage, UserId};
+
+pub use registry::{Registry, RoomSettings};
+
+use crate::ws::outbox::Outbox;
+
+/// Identifies one socket on this node for its whole life.
+pub type ConnId = u64;
+
+/// What a joining connection learns from the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// Users with at least one socket in the room, the joiner included, in id order.
+    pub online_users: Vec<UserId>,
+}
+
+/// Commands a room actor serves.
+#[derive(Debug)]
+pub enum RoomCmd {
+    Join {
+        conn: ConnId,
+        user: UserId,
+        outbox: Outbox,
+        reply: oneshot::Sender<Joined>,
+    },
+    Leave {
+        conn: ConnId,
+    },
+    /// An event for every member (typing: every member but its sender's sockets).
+    Publish(Arc<ServerMessage>),
+    /// Closes every socket of `user` with `code` (membership revoked).
+    Evict {
+        user: UserId,
+        code: u16,
+    },
+}
+
+/// A cheap, clonable reference to a running room.
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    tx: mpsc::Sender<RoomCmd>,
+    /// Distinguishes this room from a later room of the same project, so a
+    /// retiring room only ever removes itself from the registry.
+    instance: u64,
+}
+
+impl RoomHandle {
+    /// Tells the room this connection is gone. A room that already dropped
+    /// the connection (slow consumer, eviction) may have retired: that is fine.
+    pub async fn leave(&self, conn: ConnId) {
+        let _ = self.tx.send(RoomCmd::Leave { conn }).await;
+    }
+}

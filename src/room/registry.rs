@@ -1,0 +1,200 @@
+//! Finds the room of a project, spawning it on first join.
+//!
+//! The race that matters: a join arriving while the project's room is
+//! retiring. The room removes itself from the map *before* closing its
+//! queue, and a join whose command is refused (queue closed) or whose reply
+//! is dropped (room retired with the command still queued) removes that
+//! exact instance, if still mapped, and retries — so a join always lands in a
+//! live room.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+use vridge_protocol::{ProjectId, ServerMessage, UserId};
+
+use super::actor::Room;
+use super::{ConnId, Joined, RoomCmd, RoomHandle};
+use crate::metrics::Metrics;
+use crate::ws::outbox::Outbox;
+
+/// Commands queued per room before senders wait.
+const ROOM_QUEUE: usize = 4096;
+
+/// Settings every room shares.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    pub typing_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Inner {
+    rooms: DashMap<ProjectId, RoomHandle>,
+    next_instance: AtomicU64,
+    settings: RoomSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// The rooms of this node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl Registry {
+    pub fn new(settings: RoomSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                rooms: DashMap::new(),
+                next_instance: AtomicU64::new(1),
+                settings,
+                metrics,
+            }),
+        }
+    }
+
+    pub(super) fn settings(&self) -> &RoomSettings {
+        &self.inner.settings
+    }
+
+    pub(super) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Adds a connection to the project's room and returns the room and what
+    /// the joiner needs to know. Never lost to a retiring room.
+    pub async fn join(
+        &self,
+        project: ProjectId,
+        conn: ConnId,
+        user: UserId,
+        outbox: Outbox,
+    ) -> (RoomHandle, Joined) {
+        loop {
+            let handle = self.get_or_spawn(project);
+            let (reply, joined) = oneshot::channel();
+            let cmd = RoomCmd::Join {
+                conn,
+                user,
+                outbox: outbox.clone(),
+                reply,
+            };
+            if handle.tx.send(cmd).await.is_ok()
+                && let Ok(joined) = joined.await
+            {
+                return (handle, joined);
+            }
+            self.forget(project, handle.instance);
+        }
+    }
+
+    fn get_or_spawn(&self, project: ProjectId) -> RoomHandle {
+        self.inner
+            .rooms
+            .entry(project)
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+                let instance = self.inner.next_instance.fetch_add(1, Relaxed);
+                let room = Room::new(project, instance, self.clone());
+                tokio::spawn(room.run(rx));
+                RoomHandle { tx, instance }
+            })
+            .clone()
+    }
+
+    /// Removes the project's room from the map if it is still `instance`.
+    pub(super) fn forget(&self, project: ProjectId, instance: u64) {
+        self.inner
+            .rooms
+            .remove_if(&project, |_, h| h.instance == instance);
+    }
+
+    /// Delivers an event to this node's members of the project, if any.
+    pub async fn deliver(&self, project: ProjectId, msg: Arc<ServerMessage>) {
+        let handle = self.inner.rooms.get(&project).map(|h| h.clone());
+        if let Some(handle) = handle {
+            let _ = handle.tx.send(RoomCmd::Publish(msg)).await;
+        }
+    }
+
+    /// Closes every socket of `user` in the project's room on this node.
+    pub async fn evict(&self, project: ProjectId, user: UserId, code: u16) {
+        let handle = self.inner.rooms.get(&project).map(|h| h.clone());
+        if let Some(handle) = handle {
+            let _ = handle.tx.send(RoomCmd::Evict { user, code }).await;
+        }
+    }
+
+    /// Projects with a room on this node.
+    pub fn active_projects(&self) -> Vec<ProjectId> {
+        self.inner.rooms.iter().map(|e| *e.key()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vridge_protocol::Encoding;
+
+    fn registry() -> Registry {
+        Registry::new(
+            RoomSettings {
+                typing_timeout: Duration::from_secs(10),
+            },
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    /// A join racing the retirement of the previous room must land in a live
+    /// room: after the churn, an event published to the project reaches it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn join_racing_a_retiring_room_is_never_lost() {
+        let reg = registry();
+        let metrics = Arc::new(Metrics::default());
+        for round in 0..500u64 {
+            let (churn_box, _churn_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+            let (stay_box, mut stay_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+            let (room, _) = reg.join(1, round * 2, 10, churn_box).await;
+            let leaver = tokio::spawn(async move { room.leave(round * 2).await });
+            let joiner = {
+                let reg = reg.clone();
+                tokio::spawn(async move { reg.join(1, round * 2 + 1, 20, stay_box).await })
+            };
+            leaver.await.unwrap();
+            let (room, joined) = joiner.await.unwrap();
+            assert!(joined.online_users.contains(&20));
+            reg.deliver(1, Arc::new(ServerMessage::PresenceJoin { user_id: 99 }))
+                .await;
+            let got = tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    let frame = stay_rx.recv().await.expect("queue open");
+                    if frame.bytes.as_ref() == br#"{"type":"presence_join","user_id":99}"# {
+                        break;
+                    }
+                }
+            })
+            .await;
+            assert!(got.is_ok(), "round {round}: the joiner missed an event");
+            room.leave(round * 2 + 1).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn room_retires_when_its_last_member_leaves() {
+        let reg = registry();
+        let metrics = Arc::new(Metrics::default());
+        let (outbox, _rx, _) = Outbox::channel(8, Encoding::Json, metrics);
+        let (room, _) = reg.join(7, 1, 1, outbox).await;
+        assert_eq!(reg.active_projects(), vec![7]);
+        room.leave(1).await;
+        tokio::time::timeout(Duration::from_secs(2), async {
+            while !reg.active_projects().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("room retired");
+    }
+}

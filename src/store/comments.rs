@@ -1,0 +1,198 @@
+//! Comments and reactions: the batched, idempotent comment insert the
+//! persister uses, and the history reads.
+
+use std::collections::HashMap;
+
+use sqlx::QueryBuilder;
+use vridge_protocol::{Comment, CommentId, ProjectId, Reaction, UserId};
+
+use super::rows::{CommentRow, ReactionRow, comment_columns};
+use super::{Store, StoreError, on_pool};
+use crate::domain::{Emoji, IdempotencyKey, ValidComment};
+use crate::time::now_ms;
+
+/// One comment to store. The feedback item's project has been checked.
+#[derive(Debug, Clone)]
+pub struct CommentRequest {
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub comment: ValidComment,
+    pub key: IdempotencyKey,
+}
+
+/// The outcome of one [`CommentRequest`]: the stored comment, and whether it
+/// had been stored before (a retry) rather than by this call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredComment {
+    pub comment: Comment,
+    pub duplicate: bool,
+}
+
+impl Store {
+    /// Stores a batch of comments in one transaction with one multi-row
+    /// INSERT, and returns one outcome per request, in request order. A
+    /// request whose (user, idempotency key) is already stored — earlier, or
+    /// earlier in the same batch — gets the original comment back, marked
+    /// duplicate, and nothing new is written for it.
+    pub async fn insert_comments(
+        &self,
+        requests: &[CommentRequest],
+    ) -> Result<Vec<StoredComment>, StoreError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let (inserted, existing) = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO comments (project_id, feedback_id, user_id, text, title, section, security, \
+                 video_timestamp, idempotency_key, created_at) ",
+            );
+            insert.push_values(requests, |mut row, r| {
+                let c = r.comment.inner();
+                row.push_bind(r.project_id)
+                    .push_bind(c.feedback_id)
+                    .push_bind(r.user_id)
+                    .push_bind(c.text.as_str())
+                    .push_bind(c.title.as_deref())
+                    .push_bind(c.section.as_deref())
+                    .push_bind(c.security.as_deref())
+                    .push_bind(c.timestamp)
+                    .push_bind(r.key.as_str())
+                    .push_bind(now);
+            });
+            insert.push(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ");
+            insert.push(comment_columns!());
+            let inserted: Vec<CommentRow> = insert
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_write)?;
+
+            let mut existing: Vec<CommentRow> = Vec::new();
+            if inserted.len() < requests.len() {
+                let mut select = QueryBuilder::new(concat!("SELECT ", comment_columns!(), " FROM comments WHERE "));
+                let mut ors = select.separated(" OR ");
+                for r in requests {
+                    ors.push("(user_id = ");
+                    ors.push_bind_unseparated(r.user_id);
+                    ors.push_unseparated(" AND idempotency_key = ");
+                    ors.push_bind_unseparated(r.key.as_str());
+                    ors.push_unseparated(")");
+                }
+                existing = select.build_query_as().fetch_all(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            (inserted, existing)
+        });
+        match_outcomes(requests, inserted, existing)
+    }
+
+    /// The `limit` newest comments of a project, oldest first.
+    pub async fn latest_comments(
+        &self,
+        project: ProjectId,
+        limit: u32,
+    ) -> Result<Vec<Comment>, StoreError> {
+        let mut rows = on_pool!(self, pool => sqlx::query_as::<_, CommentRow>(concat!("SELECT ", comment_columns!(), " FROM comments WHERE project_id = $1 ORDER BY id DESC LIMIT $2"))
+        .bind(project)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
+        rows.reverse();
+        Ok(rows.into_iter().map(CommentRow::into_wire).collect())
+    }
+
+    /// Up to `limit` comments of a project with id greater than `since`,
+    /// oldest first: the feed a reconnecting client fills its gap from.
+    pub async fn comments_since(
+        &self,
+        project: ProjectId,
+        since: CommentId,
+        limit: u32,
+    ) -> Result<Vec<Comment>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, CommentRow>(concat!("SELECT ", comment_columns!(), " FROM comments WHERE project_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3"))
+        .bind(project)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(CommentRow::into_wire).collect())
+    }
+
+    /// The project a comment belongs to.
+    pub async fn comment_project(
+        &self,
+        comment: CommentId,
+    ) -> Result<Option<ProjectId>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT project_id FROM comments WHERE id = $1",
+        )
+        .bind(comment)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// Stores a reaction; `None` when this user already reacted to this
+    /// comment with this emoji (nothing is written twice).
+    pub async fn add_reaction(
+        &self,
+        comment: CommentId,
+        user: UserId,
+        emoji: &Emoji,
+    ) -> Result<Option<Reaction>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, ReactionRow>(
+            "INSERT INTO reactions (comment_id, user_id, emoji, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (comment_id, user_id, emoji) DO NOTHING RETURNING comment_id, user_id, emoji, created_at",
+        )
+        .bind(comment)
+        .bind(user)
+        .bind(emoji.as_str())
+        .bind(now_ms())
+        .fetch_optional(pool)
+        .await)
+        .map_err(StoreError::from_write)?;
+        Ok(row.map(ReactionRow::into_wire))
+    }
+}
+
+/// Pairs each request with its row: the first request of a key takes the
+/// freshly inserted row; any other request of that key is a duplicate of it
+/// (or of the row stored before this batch).
+fn match_outcomes(
+    requests: &[CommentRequest],
+    inserted: Vec<CommentRow>,
+    existing: Vec<CommentRow>,
+) -> Result<Vec<StoredComment>, StoreError> {
+    let mut fresh: HashMap<(UserId, String), CommentRow> = inserted
+        .into_iter()
+        .map(|row| ((row.user_id, row.idempotency_key.clone()), row))
+        .collect();
+    let mut known: HashMap<(UserId, String), Comment> = existing
+        .into_iter()
+        .map(|row| ((row.user_id, row.idempotency_key.clone()), row.into_wire()))
+        .collect();
+    requests
+        .iter()
+        .map(|r| {
+            let key = (r.user_id, r.key.as_str().to_owned());
+            if let Some(row) = fresh.remove(&key) {
+                let comment = row.into_wire();
+                known.insert(key, comment.clone());
+                return Ok(StoredComment {
+                    comment,
+                    duplicate: false,
+                });
+            }
+            known
+                .get(&key)
+                .map(|c| StoredComment {
+                    comment: c.clone(),
+                    duplicate: true,
+                })
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("no row for idempotency key of user {}", r.user_id))
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,207 @@
+//! The write-behind persister: comments from sockets and REST are queued
+//! here, written in batches (one multi-row INSERT per flush), and only once
+//! committed are they broadcast and acknowledged. A failed flush tells every
+//! waiting sender; nothing is acknowledged that is not stored.
+//!
+//! Flushing is driven by the queue, not a timer: the task wakes on the first
+//! job, takes whatever else is already queued (up to the batch cap) and
+//! writes it. At rest a comment waits for no one; under load batches grow.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vridge_protocol::{CommentAck, ServerMessage};
+
+use super::{CommentRequest, Store, StoredComment};
+use crate::broker::Broker;
+use crate::metrics::Metrics;
+use crate::ws::outbox::Outbox;
+
+/// Jobs queued before submitters wait.
+const QUEUE: usize = 8192;
+
+/// What the client is told when its comment could not be stored; it may
+/// retry with the same `client_msg_id`.
+pub const STORE_FAILED: &str = "Comment could not be stored, please retry";
+
+/// Why a comment was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PersistError {
+    #[error("the persister has stopped")]
+    Stopped,
+    #[error("{STORE_FAILED}")]
+    Store,
+}
+
+/// Where the outcome of a job goes.
+#[derive(Debug)]
+pub enum Reply {
+    /// A socket: an acknowledgement or an error frame into its queue.
+    Socket {
+        outbox: Outbox,
+        client_msg_id: Option<String>,
+    },
+    /// A waiting caller (REST).
+    Waiter(oneshot::Sender<Result<StoredComment, PersistError>>),
+}
+
+#[derive(Debug)]
+pub struct PersistJob {
+    pub request: CommentRequest,
+    pub reply: Reply,
+}
+
+/// Handle to the persister task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Persister {
+    tx: mpsc::Sender<PersistJob>,
+}
+
+impl Persister {
+    /// Spawns the task. It stops taking jobs when `shutdown` fires, writes
+    /// every job already queued, then ends (await the returned handle).
+    pub fn spawn(
+        store: Store,
+        broker: Broker,
+        metrics: Arc<Metrics>,
+        max_batch: usize,
+        shutdown: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = Task {
+            store,
+            broker,
+            metrics,
+            max_batch: max_batch.max(1),
+        };
+        let handle = tokio::spawn(task.run(rx, shutdown));
+        (Self { tx }, handle)
+    }
+
+    /// Queues a job; waits only while the queue is full.
+    pub async fn submit(&self, job: PersistJob) -> Result<(), PersistError> {
+        self.tx.send(job).await.map_err(|_| PersistError::Stopped)
+    }
+
+    /// Stores one comment and waits for the outcome (REST).
+    pub async fn store(&self, request: CommentRequest) -> Result<StoredComment, PersistError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(PersistJob {
+            request,
+            reply: Reply::Waiter(tx),
+        })
+        .await?;
+        rx.await.map_err(|_| PersistError::Stopped)?
+    }
+}
+
+struct Task {
+    store: Store,
+    broker: Broker,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+}
+
+impl Task {
+    async fn run(self, mut rx: mpsc::Receiver<PersistJob>, shutdown: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                job = rx.recv() => job,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let batch = self.take_batch(first, &mut rx);
+            self.flush(batch).await;
+        }
+        rx.close();
+        while let Some(first) = rx.recv().await {
+            let batch = self.take_batch(first, &mut rx);
+            self.flush(batch).await;
+        }
+        tracing::info!("persister flushed and stopped");
+    }
+
+    fn take_batch(
+        &self,
+        first: PersistJob,
+        rx: &mut mpsc::Receiver<PersistJob>,
+    ) -> Vec<PersistJob> {
+        let mut batch = vec![first];
+        while batch.len() < self.max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    async fn flush(&self, batch: Vec<PersistJob>) {
+        let (requests, replies): (Vec<CommentRequest>, Vec<Reply>) =
+            batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let started = Instant::now();
+        let result = self.store.insert_comments(&requests).await;
+        self.metrics
+            .persist_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.persist_rows.observe(requests.len() as f64);
+        match result {
+            Ok(outcomes) => {
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    if !outcome.duplicate {
+                        let msg = ServerMessage::Comment {
+                            user_id: outcome.comment.user_id,
+                            comment: outcome.comment.clone(),
+                        };
+                        self.broker.publish(outcome.comment.project_id, msg).await;
+                    }
+                    self.reply(reply, Ok(outcome));
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .persist_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, rows = requests.len(), "persister flush failed");
+                for reply in replies {
+                    self.reply(reply, Err(PersistError::Store));
+                }
+            }
+        }
+    }
+
+    fn reply(&self, reply: Reply, outcome: Result<StoredComment, PersistError>) {
+        match reply {
+            Reply::Waiter(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Reply::Socket {
+                outbox,
+                client_msg_id,
+            } => {
+                let msg = match outcome {
+                    Ok(stored) => {
+                        self.metrics.messages_out("comment_ack", 1);
+                        ServerMessage::CommentAck(CommentAck {
+                            client_msg_id,
+                            comment_id: stored.comment.id,
+                            duplicate: stored.duplicate,
+                            comment: stored.comment,
+                        })
+                    }
+                    Err(e) => {
+                        self.metrics.messages_out("error", 1);
+                        ServerMessage::Error {
+                            message: e.to_string(),
+                        }
+                    }
+                };
+                outbox.offer_message(&msg);
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Rows as the database returns them, and their conversion to wire types.
+
+use vridge_protocol::{Comment, Feedback, Reaction};
+
+use crate::time::rfc3339;
+
+/// Column list matching [`CommentRow`], shared by every comment query. A
+/// macro, not a const, so queries stay `&'static str` literals (`concat!`):
+/// sqlx refuses SQL built at run time unless it is audited.
+macro_rules! comment_columns {
+    () => {
+        "id, project_id, feedback_id, user_id, text, title, section, security, video_timestamp, idempotency_key, created_at"
+    };
+}
+pub(crate) use comment_columns;
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct CommentRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub feedback_id: i64,
+    pub user_id: i64,
+    pub text: String,
+    pub title: Option<String>,
+    pub section: Option<String>,
+    pub security: Option<String>,
+    pub video_timestamp: Option<f64>,
+    pub idempotency_key: String,
+    pub created_at: i64,
+}
+
+impl CommentRow {
+    pub fn into_wire(self) -> Comment {
+        Comment {
+            id: self.id,
+            project_id: self.project_id,
+            feedback_id: self.feedback_id,
+            user_id: self.user_id,
+            text: self.text,
+            title: self.title,
+            section: self.section,
+            security: self.security,
+            timestamp: self.video_timestamp,
+            created: rfc3339(self.created_at),
+        }
+    }
+}
+
+/// Column list matching [`FeedbackRow`] (see [`comment_columns`]).
+macro_rules! feedback_columns {
+    () => {
+        "id, project_id, title, status, priority, video_timestamp, video_url, created_by, created_at"
+    };
+}
+pub(crate) use feedback_columns;
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct FeedbackRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub title: String,
+    pub status: String,
+    pub priority: String,
+    pub video_timestamp: Option<f64>,
+    pub video_url: Option<String>,
+    pub created_by: i64,
+    pub created_at: i64,
+}
+
+impl FeedbackRow {
+    pub fn into_wire(self) -> Feedback {
+        Feedback {
+            id: self.id,
+            project_id: self.project_id,
+            title: self.title,
+            status: self.status,
+            priority: self.priority,
+            timestamp: self.video_timestamp,
+            video_url: self.video_url,
+            created_by: self.created_by,
+            created: rfc3339(self.created_at),
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ReactionRow {
+    pub comment_id: i64,
+    pub user_id: i64,
+    pub emoji: String,
+    pub created_at: i64,
+}
+
+impl ReactionRow {
+    pub fn into_wire(self) -> Reaction {
+        Reaction {
+            comment_id: self.comment_id,
+            user_id: self.user_id,
+            emoji: self.emoji,
+            created: rfc3339(self.created_at),
+        }
+    }
+}

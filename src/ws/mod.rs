@@ -1,0 +1,150 @@
+//! The feedback WebSocket endpoint: `GET /ws/feedback/{project_id}` (with or
+//! without a trailing slash). The upgrade is taken from hyper and the socket
+//! driven by tokio-tungstenite with our own buffer sizes and limits; auth
+//! failures are reported after the upgrade, as close codes, because browsers
+//! cannot read an HTTP error on a WebSocket handshake.
+
+pub mod connection_limit;
+pub mod outbox;
+pub mod session;
+pub mod writer;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tracing::Instrument;
+use vridge_protocol::Encoding;
+
+use crate::app::AppState;
+use crate::config::Config;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ws/feedback/{project_id}", get(upgrade))
+        .route("/ws/feedback/{project_id}/", get(upgrade))
+}
+
+/// tungstenite's settings for our sockets. The 128 KiB eagerly allocated read
+/// buffer of the default would cost 1.25 GiB per 10k idle sockets; ours is
+/// small, and message and frame sizes are capped at the configured limit.
+pub fn socket_config(config: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(16 * 1024 * 1024)
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes))
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The token from `?token=` or `Authorization: Bearer`. Never logged.
+fn token_of(req: &Request) -> Option<String> {
+    let from_query = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    });
+    from_query.or_else(|| {
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned())
+    })
+}
+
+async fn upgrade(
+    State(app): State<AppState>,
+    Path(project): Path<String>,
+    mut req: Request,
+) -> Response {
+    let Ok(project) = project.parse::<i64>() else {
+        return (StatusCode::NOT_FOUND, "unknown project").into_response();
+    };
+    let headers = req.headers();
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response();
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            "unsupported WebSocket version",
+        )
+            .into_response();
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let offer = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok());
+    let (encoding, echo) = Encoding::negotiate(offer);
+    let handshake = session::Handshake {
+        project,
+        token: token_of(&req),
+        encoding,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let socket_config = app.ws_config;
+    let span = tracing::info_span!(
+        "ws",
+        project_id = project,
+        user_id = tracing::field::Empty,
+        ?encoding
+    );
+    app.sessions.clone().spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(socket_config),
+                    )
+                    .await;
+                    session::run(app, ws, handshake).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        }
+        .instrument(span),
+    );
+
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(proto) = echo {
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(proto),
+        );
+    }
+    response
+}

@@ -1,0 +1,318 @@
+//! One feedback socket from handshake to close: authenticate, authorize,
+//! join the room, send `initial_state`, then read client messages until the
+//! socket closes, is closed (slow consumer, eviction, keepalive), or the
+//! server shuts down. The writer task does all writing.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use vridge_protocol::codec::{decode_client, encode};
+use vridge_protocol::{
+    ClientMessage, DecodeError, Encoding, InitialState, NewComment, NewReaction, ProjectId,
+    ServerMessage, UserId, close,
+};
+
+use super::outbox::{Closer, Outbox};
+use super::writer::{self, LastSeen, WriterSettings};
+use crate::app::AppState;
+use crate::auth::AuthError;
+use crate::domain::{Emoji, IdempotencyKey, Role, ValidComment};
+use crate::limits::LimitedKind;
+use crate::store::CommentRequest;
+use crate::store::persister::{PersistJob, Reply};
+
+/// Comments sent in `initial_state`.
+pub const INITIAL_COMMENTS: u32 = 20;
+
+/// What the handshake learned, before the socket is upgraded.
+pub struct Handshake {
+    pub project: ProjectId,
+    pub token: Option<String>,
+    pub encoding: Encoding,
+}
+
+/// Runs one socket to its end.
+pub async fn run<S>(app: AppState, ws: S, handshake: Handshake)
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Unpin + Send + 'static,
+{
+    let (mut sink, stream) = ws.split();
+    let user = match handshake.token.as_deref().ok_or(AuthError::Missing) {
+        Ok(token) => app.jwt.verify_access(token),
+        Err(e) => Err(e),
+    };
+    let user = match user {
+        Ok(user) => user,
+        Err(AuthError::Expired) => return refuse(&mut sink, close::TOKEN_EXPIRED).await,
+        Err(_) => return refuse(&mut sink, close::UNAUTHENTICATED).await,
+    };
+    tracing::Span::current().record("user_id", user);
+    let role = match app.store.member_role(handshake.project, user).await {
+        Ok(Some(role)) => role,
+        Ok(None) => return refuse(&mut sink, close::PERMISSION_DENIED).await,
+        Err(e) => {
+            tracing::error!(error = %e, "membership lookup failed");
+            return refuse(&mut sink, close::INTERNAL_ERROR).await;
+        }
+    };
+    let Some(_slot) = app
+        .connections
+        .try_acquire(user, app.config.max_sockets_per_user)
+    else {
+        return refuse(&mut sink, close::TOO_MANY_CONNECTIONS).await;
+    };
+
+    app.metrics.sockets_open.fetch_add(1, Relaxed);
+    let conn = app.next_conn_id();
+    let (outbox, rx, closer) = Outbox::channel(
+        app.config.outbound_queue,
+        handshake.encoding,
+        app.metrics.clone(),
+    );
+    let (room, joined) = app
+        .registry
+        .join(handshake.project, conn, user, outbox.clone())
+        .await;
+    let session = Session {
+        app: app.clone(),
+        project: handshake.project,
+        user,
+        role,
+        outbox,
+        closer: closer.clone(),
+    };
+    match session.initial_state(joined.online_users).await {
+        Some((preamble, watermark)) => {
+            let last_seen = Arc::new(LastSeen::new());
+            let settings = WriterSettings {
+                encoding: handshake.encoding,
+                max_batch: app.config.max_batch.max(1),
+                ping_interval: app.config.ping_interval(),
+                pong_timeout: app.config.pong_timeout(),
+                watermark,
+                metrics: app.metrics.clone(),
+            };
+            let writer = tokio::spawn(writer::run(
+                sink,
+                rx,
+                closer.clone(),
+                preamble,
+                last_seen.clone(),
+                settings,
+            ));
+            session.read(stream, &last_seen).await;
+            room.leave(conn).await;
+            closer.close(1000);
+            let _ = writer.await;
+        }
+        None => {
+            room.leave(conn).await;
+            refuse(&mut sink, close::INTERNAL_ERROR).await;
+        }
+    }
+    app.metrics.sockets_open.fetch_sub(1, Relaxed);
+}
+
+/// Closes a socket that never joined, with `code`.
+async fn refuse<S: Sink<Message> + Unpin>(sink: &mut S, code: u16) {
+    let frame = CloseFrame {
+        code: code.into(),
+        reason: Utf8Bytes::from_static(close::reason(code)),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+/// A joined socket's identity and its way back to the client.
+struct Session {
+    app: AppState,
+    project: ProjectId,
+    user: UserId,
+    role: Role,
+    outbox: Outbox,
+    closer: Closer,
+}
+
+impl Session {
+    /// Encodes `initial_state`; returns it and the newest comment id in it.
+    async fn initial_state(
+        &self,
+        online_users: Vec<UserId>,
+    ) -> Option<(bytes::Bytes, Option<i64>)> {
+        let comments = match self
+            .app
+            .store
+            .latest_comments(self.project, INITIAL_COMMENTS)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "loading initial comments failed");
+                return None;
+            }
+        };
+        let last_comment_id = comments.last().map(|c| c.id);
+        let msg = ServerMessage::InitialState(InitialState {
+            project_id: self.project,
+            comments,
+            online_users,
+            last_comment_id,
+        });
+        self.app.metrics.messages_out("initial_state", 1);
+        encode(self.outbox.encoding(), &msg)
+            .ok()
+            .map(|b| (b, last_comment_id))
+    }
+
+    async fn read<R>(&self, mut stream: R, last_seen: &LastSeen)
+    where
+        R: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.closer.closed() => return,
+                () = self.app.shutdown.cancelled() => {
+                    self.closer.close(close::GOING_AWAY);
+                    return;
+                }
+                next = stream.next() => next,
+            };
+            last_seen.touch();
+            match next {
+                None => return,
+                Some(Err(WsError::Capacity(_))) => {
+                    self.closer.close(close::MESSAGE_TOO_BIG);
+                    return;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "socket read failed");
+                    return;
+                }
+                Some(Ok(Message::Text(text))) => {
+                    self.on_frame(Encoding::Json, text.as_bytes()).await
+                }
+                Some(Ok(Message::Binary(bin))) => self.on_frame(Encoding::MsgPack, &bin).await,
+                Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) {
+        self.app.metrics.messages_out("error", 1);
+        self.outbox.offer_message(&ServerMessage::Error {
+            message: message.into(),
+        });
+    }
+
+    /// One client frame. Text frames are JSON and binary frames MessagePack,
+    /// whatever was negotiated; replies use the negotiated encoding.
+    async fn on_frame(&self, encoding: Encoding, frame: &[u8]) {
+        let msg = decode_client(encoding, frame);
+        let kind = match &msg {
+            Ok(m) => m.kind(),
+            Err(DecodeError::UnknownType(_)) => "unknown",
+            Err(_) => "invalid",
+        };
+        self.app.metrics.message_in(kind);
+        if !self.app.limits.allow(self.user, LimitedKind::of(kind)) {
+            self.app.metrics.rate_limited.fetch_add(1, Relaxed);
+            return self.error("Rate limit exceeded");
+        }
+        match msg {
+            Err(e) => self.error(e.to_string()),
+            Ok(ClientMessage::CommentAdd {
+                comment,
+                client_msg_id,
+            }) => self.comment_add(comment, client_msg_id).await,
+            Ok(ClientMessage::TypingIndicator { is_typing }) => self.typing(is_typing).await,
+            Ok(ClientMessage::ReactionAdd { reaction }) => self.reaction_add(reaction).await,
+        }
+    }
+
+    async fn comment_add(&self, comment: NewComment, client_msg_id: Option<String>) {
+        if !self.role.can_create() {
+            return self.error("Permission denied");
+        }
+        let (Ok(comment), Ok(key)) = (
+            ValidComment::parse(comment),
+            IdempotencyKey::from_client(client_msg_id.as_deref()),
+        ) else {
+            return self.error(DecodeError::InvalidComment.to_string());
+        };
+        match self.app.feedback_project(comment.inner().feedback_id).await {
+            Ok(Some(p)) if p == self.project => {}
+            Ok(_) => return self.error(DecodeError::InvalidComment.to_string()),
+            Err(e) => {
+                tracing::error!(error = %e, "feedback lookup failed");
+                return self.error(crate::store::persister::STORE_FAILED);
+            }
+        }
+        let job = PersistJob {
+            request: CommentRequest {
+                project_id: self.project,
+                user_id: self.user,
+                comment,
+                key,
+            },
+            reply: Reply::Socket {
+                outbox: self.outbox.clone(),
+                client_msg_id,
+            },
+        };
+        if self.app.persister.submit(job).await.is_err() {
+            self.error(crate::store::persister::STORE_FAILED);
+        }
+    }
+
+    async fn typing(&self, is_typing: bool) {
+        if !self.role.can_create() {
+            return self.error("Permission denied");
+        }
+        let msg = ServerMessage::Typing {
+            user_id: self.user,
+            is_typing,
+        };
+        self.app.broker.publish(self.project, msg).await;
+    }
+
+    async fn reaction_add(&self, reaction: NewReaction) {
+        if !self.role.can_create() {
+            return self.error("Permission denied");
+        }
+        let Ok(emoji) = Emoji::parse(&reaction.emoji) else {
+            return self.error(DecodeError::InvalidReaction.to_string());
+        };
+        match self.app.store.comment_project(reaction.comment_id).await {
+            Ok(Some(p)) if p == self.project => {}
+            Ok(_) => return self.error(DecodeError::InvalidReaction.to_string()),
+            Err(e) => {
+                tracing::error!(error = %e, "comment lookup failed");
+                return self.error("Reaction could not be stored, please retry");
+            }
+        }
+        match self
+            .app
+            .store
+            .add_reaction(reaction.comment_id, self.user, &emoji)
+            .await
+        {
+            Ok(Some(stored)) => {
+                let msg = ServerMessage::Reaction {
+                    reaction: stored,
+                    user_id: self.user,
+                };
+                self.app.broker.publish(self.project, msg).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "storing a reaction failed");
+                self.error("Reaction could not be stored, please retry");
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The writer task of one connection: the only code that writes to its
+//! socket. It sends the `initial_state` first, then wakes on the first queued
+//! event, drains whatever else is already queued (up to the batch cap) into
+//! one frame, and flushes once — no timer, so nothing waits at low load and
+//! batches grow on their own under load. It also sends keepalive pings and
+//! the close frame.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use vridge_protocol::codec::batch_frame;
+use vridge_protocol::{CommentId, Encoding, close};
+
+use super::outbox::{Closer, OutFrame};
+use crate::metrics::Metrics;
+
+/// How long the close frame may take to go out to a peer that may not read.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What the writer needs besides the socket and the queue.
+pub struct WriterSettings {
+    pub encoding: Encoding,
+    pub max_batch: usize,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    /// Comments with an id up to this were in `initial_state`: skip them live.
+    pub watermark: Option<CommentId>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Milliseconds since `epoch` of the last frame received from the peer,
+/// updated by the reader.
+#[derive(Debug)]
+pub struct LastSeen {
+    epoch: Instant,
+    ms: AtomicU64,
+}
+
+impl LastSeen {
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn touch(&self) {
+        self.ms
+            .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.epoch
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.ms.load(Relaxed)))
+    }
+}
+
+impl Default for LastSeen {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn to_message(encoding: Encoding, bytes: Bytes) -> Option<Message> {
+    if encoding.is_binary() {
+        Some(Message::Binary(bytes))
+    } else {
+        Utf8Bytes::try_from(bytes).ok().map(Message::Text)
+    }
+}
+
+pub async fn run<S>(
+    mut sink: S,
+    mut rx: mpsc::Receiver<OutFrame>,
+    closer: Closer,
+    preamble: Bytes,
+    last_seen: Arc<LastSeen>,
+    settings: WriterSettings,
+) where
+    S: Sink<Message> + Unpin,
+{
+    let mut alive = match to_message(settings.encoding, preamble) {
+        Some(msg) => send_or_close(&mut sink, msg, &closer).await,
+        None => false,
+    };
+    let start = Instant::now() + settings.ping_interval;
+    let mut ping = interval_at(start, settings.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut queued: Vec<OutFrame> = Vec::with_capacity(settings.max_batch.min(64));
+    while alive {
+        tokio::select! {
+            biased;
+            () = closer.closed() => break,
+            _ = ping.tick() => {
+                if last_seen.silent_for() > settings.pong_timeout {
+                    closer.close(close::KEEPALIVE_TIMEOUT);
+                    break;
+                }
+                alive = send_or_close(&mut sink, Message::Ping(Bytes::new()), &closer).await;
+            }
+            n = rx.recv_many(&mut queued, settings.max_batch) => {
+                if n == 0 {
+                    break;
+                }
+                alive = write_batch(&mut sink, &mut queued, &closer, &settings).await;
+            }
+        }
+    }
+    let code = closer.code().unwrap_or(1000);
+    let frame = CloseFrame {
+        code: code.into(),
+        reason: Utf8Bytes::from_static(close::reason(code)),
+    };
+    let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+    let _ = timeout(CLOSE_GRACE, sink.close()).await;
+}
+
+/// Writes the drained events as one frame (a single event, or a batch).
+async fn write_batch<S>(
+    sink: &mut S,
+    queued: &mut Vec<OutFrame>,
+    closer: &Closer,
+    settings: &WriterSettings,
+) -> bool
+where
+    S: Sink<Message> + Unpin,
+{
+    if let Some(mark) = settings.watermark {
+        queued.retain(|f| f.comment_id.is_none_or(|id| id > mark));
+    }
+    let count = queued.len();
+    let bytes = match count {
+        0 => return true,
+        1 => queued.pop().map(|f| f.bytes).unwrap_or_default(),
+        _ => {
+            let parts: Vec<Bytes> = queued.drain(..).map(|f| f.bytes).collect();
+            batch_frame(settings.encoding, &parts)
+        }
+    };
+    settings.metrics.frame_events.observe(count as f64);
+    queued.clear();
+    match to_message(settings.encoding, bytes) {
+        Some(msg) => send_or_close(sink, msg, closer).await,
+        None => true,
+    }
+}
+
+/// Sends and flushes one message unless the connection is asked to close
+/// first (a peer that stopped reading would otherwise hold the writer forever).
+async fn send_or_close<S>(sink: &mut S, msg: Message, closer: &Closer) -> bool
+where
+    S: Sink<Message> + Unpin,
+{
+    tokio::select! {
+        biased;
+        () = closer.closed() => false,
+        sent = sink.send(msg) => sent.is_ok(),
+    }
+}
