@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -27,6 +28,12 @@ use crate::store::persister::{PersistJob, Reply};
 /// Comments sent in `initial_state`.
 pub const INITIAL_COMMENTS: u32 = 20;
 
+/// How long a closing socket waits for the peer's side of the close
+/// handshake. Dropping TCP with the peer's frames still unread makes the
+/// kernel send a reset, and a reset can make the peer discard our close frame
+/// (it would see 1006 instead of our code), so we read until the peer closes.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
 /// What the handshake learned, before the socket is upgraded.
 pub struct Handshake {
     pub project: ProjectId,
@@ -39,30 +46,32 @@ pub async fn run<S>(app: AppState, ws: S, handshake: Handshake)
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Unpin + Send + 'static,
 {
-    let (mut sink, stream) = ws.split();
+    let (mut sink, mut stream) = ws.split();
     let user = match handshake.token.as_deref().ok_or(AuthError::Missing) {
         Ok(token) => app.jwt.verify_access(token),
         Err(e) => Err(e),
     };
     let user = match user {
         Ok(user) => user,
-        Err(AuthError::Expired) => return refuse(&mut sink, close::TOKEN_EXPIRED).await,
-        Err(_) => return refuse(&mut sink, close::UNAUTHENTICATED).await,
+        Err(AuthError::Expired) => {
+            return refuse(&mut sink, &mut stream, close::TOKEN_EXPIRED).await;
+        }
+        Err(_) => return refuse(&mut sink, &mut stream, close::UNAUTHENTICATED).await,
     };
     tracing::Span::current().record("user_id", user);
     let role = match app.store.member_role(handshake.project, user).await {
         Ok(Some(role)) => role,
-        Ok(None) => return refuse(&mut sink, close::PERMISSION_DENIED).await,
+        Ok(None) => return refuse(&mut sink, &mut stream, close::PERMISSION_DENIED).await,
         Err(e) => {
             tracing::error!(error = %e, "membership lookup failed");
-            return refuse(&mut sink, close::INTERNAL_ERROR).await;
+            return refuse(&mut sink, &mut stream, close::INTERNAL_ERROR).await;
         }
     };
     let Some(_slot) = app
         .connections
         .try_acquire(user, app.config.max_sockets_per_user)
     else {
-        return refuse(&mut sink, close::TOO_MANY_CONNECTIONS).await;
+        return refuse(&mut sink, &mut stream, close::TOO_MANY_CONNECTIONS).await;
     };
 
     app.metrics.sockets_open.fetch_add(1, Relaxed);
@@ -103,27 +112,49 @@ where
                 last_seen.clone(),
                 settings,
             ));
-            session.read(stream, &last_seen).await;
+            let peer_closed = session.read(&mut stream, &last_seen).await;
             room.leave(conn).await;
             closer.close(1000);
             let _ = writer.await;
+            if !peer_closed {
+                drain(&mut stream).await;
+            }
         }
         None => {
             room.leave(conn).await;
-            refuse(&mut sink, close::INTERNAL_ERROR).await;
+            refuse(&mut sink, &mut stream, close::INTERNAL_ERROR).await;
         }
     }
     app.metrics.sockets_open.fetch_sub(1, Relaxed);
 }
 
 /// Closes a socket that never joined, with `code`.
-async fn refuse<S: Sink<Message> + Unpin>(sink: &mut S, code: u16) {
+async fn refuse<S, R>(sink: &mut S, stream: &mut R, code: u16)
+where
+    S: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, WsError>> + Unpin,
+{
     let frame = CloseFrame {
         code: code.into(),
         reason: Utf8Bytes::from_static(close::reason(code)),
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
-    let _ = sink.close().await;
+    drain(stream).await;
+}
+
+/// Reads and discards until the peer finishes closing (or [`CLOSE_DRAIN`]).
+async fn drain<R>(stream: &mut R)
+where
+    R: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if msg.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// A joined socket's identity and its way back to the client.
@@ -167,36 +198,38 @@ impl Session {
             .map(|b| (b, last_comment_id))
     }
 
-    async fn read<R>(&self, mut stream: R, last_seen: &LastSeen)
+    /// Reads client frames until the socket ends or is closed; true when the
+    /// peer itself closed (nothing left to drain).
+    async fn read<R>(&self, stream: &mut R, last_seen: &LastSeen) -> bool
     where
         R: Stream<Item = Result<Message, WsError>> + Unpin,
     {
         loop {
             let next = tokio::select! {
                 biased;
-                () = self.closer.closed() => return,
+                () = self.closer.closed() => return false,
                 () = self.app.shutdown.cancelled() => {
                     self.closer.close(close::GOING_AWAY);
-                    return;
+                    return false;
                 }
                 next = stream.next() => next,
             };
             last_seen.touch();
             match next {
-                None => return,
+                None => return true,
                 Some(Err(WsError::Capacity(_))) => {
                     self.closer.close(close::MESSAGE_TOO_BIG);
-                    return;
+                    return false;
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "socket read failed");
-                    return;
+                    return true;
                 }
                 Some(Ok(Message::Text(text))) => {
                     self.on_frame(Encoding::Json, text.as_bytes()).await
                 }
                 Some(Ok(Message::Binary(bin))) => self.on_frame(Encoding::MsgPack, &bin).await,
-                Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Close(_))) => return true,
                 Some(Ok(_)) => {}
             }
         }

@@ -120,7 +120,6 @@ pub async fn run<S>(
         reason: Utf8Bytes::from_static(close::reason(code)),
     };
     let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
-    let _ = timeout(CLOSE_GRACE, sink.close()).await;
 }
 
 /// Writes the drained events as one frame (a single event, or a batch).
