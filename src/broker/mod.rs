@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use vridge_protocol::{ProjectId, ServerMessage};
+use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
 use crate::room::Registry;
 
@@ -20,6 +20,14 @@ impl Broker {
     pub async fn publish(&self, project: ProjectId, msg: ServerMessage) {
         match self {
             Broker::Memory(registry) => registry.deliver(project, Arc::new(msg)).await,
+        }
+    }
+
+    /// Closes every socket `user` holds to `project`, on every node, with
+    /// `code` (a member removed from the project gets 4003).
+    pub async fn evict(&self, project: ProjectId, user: UserId, code: u16) {
+        match self {
+            Broker::Memory(registry) => registry.evict(project, user, code).await,
         }
     }
 
