@@ -3,7 +3,7 @@
 //! stop accepting, close sockets with 1001, flush the persister, close the
 //! store — within the configured deadline.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -60,8 +60,12 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     pub connections: ConnectionLimiter,
     pub metrics: Arc<Metrics>,
-    /// Fires when the server starts shutting down; sessions close with 1001.
+    /// Fires when the server starts shutting down: sessions stop taking
+    /// client messages (those already read are still stored and acknowledged).
     pub shutdown: CancellationToken,
+    /// Fires once the persister has flushed: sessions send what is queued,
+    /// then close with 1001.
+    pub close_sockets: CancellationToken,
     /// Every socket's task, so shutdown can wait for them.
     pub sessions: TaskTracker,
     pub ws_config: WebSocketConfig,
@@ -143,6 +147,7 @@ impl Application {
             connections: ConnectionLimiter::default(),
             metrics,
             shutdown: CancellationToken::new(),
+            close_sockets: CancellationToken::new(),
             sessions: TaskTracker::new(),
             next_conn: Arc::new(AtomicU64::new(1)),
             feedback_projects: Arc::new(DashMap::new()),
@@ -171,29 +176,30 @@ impl Application {
         let state = self.state;
         let prune = spawn_pruner(state.limits.clone(), state.shutdown.clone());
         let router = crate::http::router(state.clone());
-        let shutdown = state.shutdown.clone();
-        let result = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = signal => {}
-                () = shutdown.cancelled() => {}
+        // axum runs as its own task: the shutdown sequence below (flush, then
+        // close sockets) must never wait behind axum draining its connections.
+        let mut server = tokio::spawn(
+            axum::serve(
+                self.listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
+            .into_future(),
+        );
+        let mut result = Ok(());
+        tokio::select! {
+            () = signal => {}
+            () = state.shutdown.cancelled() => {}
+            ended = &mut server => {
+                result = ended.unwrap_or_else(|e| Err(std::io::Error::other(e)));
             }
-            shutdown.cancel();
-        })
-        .await;
-        state.shutdown.cancel();
-        tracing::info!("shutting down: closing sockets and flushing comments");
-        let deadline = state.config.shutdown_timeout();
-        state.sessions.close();
-        if tokio::time::timeout(deadline, state.sessions.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some sockets did not close before the deadline");
         }
+        state.shutdown.cancel();
+        tracing::info!("shutting down: flushing comments, then closing sockets");
+        let deadline = state.config.shutdown_timeout();
+        // Readers have stopped taking messages; what they already took is in
+        // the persister's queue. Flush it, so its acknowledgements are queued
+        // to their sockets before the sockets close.
         self.persister_stop.cancel();
         if tokio::time::timeout(deadline, self.persister_task)
             .await
@@ -201,7 +207,21 @@ impl Application {
         {
             tracing::error!("the persister did not flush before the deadline");
         }
+        state.close_sockets.cancel();
+        state.sessions.close();
+        if tokio::time::timeout(deadline, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sockets did not close before the deadline");
+        }
         prune.abort();
+        if !server.is_finished() {
+            match tokio::time::timeout(deadline, &mut server).await {
+                Ok(ended) => result = ended.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                Err(_) => server.abort(),
+            }
+        }
         state.store.close().await;
         result
     }

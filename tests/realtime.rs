@@ -642,3 +642,34 @@ async fn a_plain_http_request_to_the_socket_path_is_refused() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn a_comment_taken_before_shutdown_is_acknowledged_before_the_1001_close() {
+    let mut server = TestServer::spawn().await;
+    let _tmp = server.take_tmp();
+    let f = server.fixture().await;
+    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
+    a.send(&comment_add(f.feedback[0], "last words", Some("last")))
+        .await;
+    // Wait until the server has read the frame, then shut down at once.
+    let metrics = server.state.metrics.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !metrics
+        .render()
+        .contains("vridge_messages_in_total{type=\"comment_add\"} 1")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server read the comment"
+        );
+        tokio::task::yield_now().await;
+    }
+    let stop = tokio::spawn(server.stop());
+    let ack = a.expect(is_ack).await;
+    let ServerMessage::CommentAck(ack) = ack else {
+        unreachable!()
+    };
+    assert_eq!(ack.client_msg_id.as_deref(), Some("last"));
+    assert_eq!(a.ended().await, Ended::Closed(close::GOING_AWAY));
+    stop.await.unwrap();
+}

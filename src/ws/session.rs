@@ -209,7 +209,11 @@ impl Session {
                 biased;
                 () = self.closer.closed() => return false,
                 () = self.app.shutdown.cancelled() => {
-                    self.closer.close(close::GOING_AWAY);
+                    // Take nothing more; close once what was taken is stored.
+                    tokio::select! {
+                        () = self.closer.closed() => {}
+                        () = self.app.close_sockets.cancelled() => self.closer.close(close::GOING_AWAY),
+                    }
                     return false;
                 }
                 next = stream.next() => next,

@@ -115,11 +115,43 @@ pub async fn run<S>(
         }
     }
     let code = closer.code().unwrap_or(1000);
+    if alive && code == close::GOING_AWAY {
+        let _ = timeout(
+            CLOSE_GRACE,
+            send_what_is_queued(&mut sink, &mut rx, &mut queued, &settings),
+        )
+        .await;
+    }
     let frame = CloseFrame {
         code: code.into(),
         reason: Utf8Bytes::from_static(close::reason(code)),
     };
     let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// On a graceful close, sends what is already queued (the acknowledgements
+/// of the last comments, say) before the close frame.
+async fn send_what_is_queued<S>(
+    sink: &mut S,
+    rx: &mut mpsc::Receiver<OutFrame>,
+    queued: &mut Vec<OutFrame>,
+    settings: &WriterSettings,
+) where
+    S: Sink<Message> + Unpin,
+{
+    // The close signal that got us here must not cut this last write short.
+    let not_closing = Closer::default();
+    loop {
+        while queued.len() < settings.max_batch {
+            match rx.try_recv() {
+                Ok(frame) => queued.push(frame),
+                Err(_) => break,
+            }
+        }
+        if queued.is_empty() || !write_batch(sink, queued, &not_closing, settings).await {
+            return;
+        }
+    }
 }
 
 /// Writes the drained events as one frame (a single event, or a batch).
