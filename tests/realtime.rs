@@ -673,3 +673,51 @@ async fn a_comment_taken_before_shutdown_is_acknowledged_before_the_1001_close()
     assert_eq!(a.ended().await, Ended::Closed(close::GOING_AWAY));
     stop.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_write_is_reported_and_never_acknowledged() {
+    let server = TestServer::spawn().await;
+    let f = server.fixture().await;
+    // A real database failure: the store refuses this one text.
+    let vridge_realtime::store::Store::Sqlite(pool) = &server.state.store else {
+        panic!("this test runs on SQLite")
+    };
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON comments WHEN NEW.text = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
+    let (mut b, _) = server.join(f.project.id, f.editor2.id).await;
+    a.send(&comment_add(f.feedback[0], "poison", Some("p1")))
+        .await;
+    let failed = a.expect(|m| is_error(m) || is_ack(m)).await;
+    assert_eq!(
+        failed,
+        ServerMessage::Error {
+            message: "Comment could not be stored, please retry".into()
+        }
+    );
+    b.expect_none(Duration::from_millis(300), is_comment).await;
+    assert!(
+        server
+            .state
+            .store
+            .latest_comments(f.project.id, 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let rendered = server.state.metrics.render();
+    assert!(
+        rendered.contains("vridge_persister_failures_total 1"),
+        "{rendered}"
+    );
+    // The socket and the store carry on.
+    a.send(&comment_add(f.feedback[0], "fine", Some("p2")))
+        .await;
+    a.expect(is_ack).await;
+    b.expect(is_comment).await;
+}
