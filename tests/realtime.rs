@@ -54,12 +54,7 @@ async fn sender_gets_an_ack_with_its_client_msg_id_and_the_stored_id() {
     assert!(!ack.duplicate);
     assert_eq!(ack.comment.text, "looks great");
     assert_eq!(ack.comment.user_id, f.editor.id);
-    let stored = server
-        .state
-        .store
-        .latest_comments(f.project.id, 20)
-        .await
-        .unwrap();
+    let stored = server.stored_comments(f.project.id).await;
     assert_eq!(
         stored.iter().map(|c| c.id).collect::<Vec<_>>(),
         vec![ack.comment_id]
@@ -84,16 +79,7 @@ async fn a_retried_client_msg_id_is_stored_once_and_answered_with_the_original()
     };
     assert!(second.duplicate);
     assert_eq!(second.comment_id, first.comment_id);
-    assert_eq!(
-        server
-            .state
-            .store
-            .latest_comments(f.project.id, 20)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(server.stored_comments(f.project.id).await.len(), 1);
     // The other member saw it exactly once.
     b.expect(is_comment).await;
     b.expect_none(Duration::from_millis(300), is_comment).await;
@@ -326,16 +312,7 @@ async fn invalid_comments_are_refused_with_the_products_wording() {
     a.send(&comment_add(f.feedback[0], &"y".repeat(10_000), None))
         .await;
     a.expect(is_ack).await;
-    assert_eq!(
-        server
-            .state
-            .store
-            .latest_comments(f.project.id, 20)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(server.stored_comments(f.project.id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -427,16 +404,7 @@ async fn the_eleventh_comment_in_a_minute_is_rate_limited() {
         }
     }
     assert_eq!(errors, vec!["Rate limit exceeded".to_owned()]);
-    assert_eq!(
-        server
-            .state
-            .store
-            .latest_comments(f.project.id, 20)
-            .await
-            .unwrap()
-            .len(),
-        10
-    );
+    assert_eq!(server.stored_comments(f.project.id).await.len(), 10);
 }
 
 #[tokio::test]
@@ -701,15 +669,7 @@ async fn a_failed_write_is_reported_and_never_acknowledged() {
         }
     );
     b.expect_none(Duration::from_millis(300), is_comment).await;
-    assert!(
-        server
-            .state
-            .store
-            .latest_comments(f.project.id, 20)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(server.stored_comments(f.project.id).await.is_empty());
     let rendered = server.state.metrics.render();
     assert!(
         rendered.contains("vridge_persister_failures_total 1"),

@@ -118,6 +118,15 @@ impl TestServer {
         format!("ws://{}/ws/feedback/{}?token={}", self.addr, project, token)
     }
 
+    /// The project's 20 newest stored comments, oldest first.
+    pub async fn stored_comments(&self, project: i64) -> Vec<vridge_protocol::Comment> {
+        self.state
+            .store
+            .latest_comments(project, 20)
+            .await
+            .expect("store reads")
+    }
+
     pub fn token(&self, user: i64) -> String {
         self.state.jwt.mint_access(user).expect("token")
     }
