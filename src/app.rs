@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use vridge_protocol::{FeedbackId, ProjectId};
 
 use crate::auth::JwtKeys;
-use crate::auth::secret::{self, SecretError};
+use crate::auth::keys::{self, KeyError};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::limits::RateLimits;
@@ -37,8 +37,8 @@ const FEEDBACK_CACHE_MAX: usize = 100_000;
 pub enum StartupError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("JWT secret: {0}")]
-    Secret(#[from] SecretError),
+    #[error("JWT keys: {0}")]
+    Keys(#[from] KeyError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -110,8 +110,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         std::fs::create_dir_all(&config.data_dir).map_err(StartupError::DataDir)?;
         let store = Store::connect(&config.database_url(), config.db_max_connections).await?;
-        let secret = secret::load_or_generate(config.jwt_secret.as_deref(), &config.data_dir)?;
-        let jwt = JwtKeys::hs256(&secret, Duration::from_secs(config.access_token_ttl_secs));
+        let jwt: JwtKeys = keys::load(&config, Duration::from_secs(config.access_token_ttl_secs))?;
         let metrics = Arc::new(Metrics::default());
         let registry = Registry::new(
             RoomSettings {

@@ -120,6 +120,40 @@ pub struct Config {
     /// How long shutdown may take to flush and close, in seconds.
     #[arg(long, env = "VRIDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
+
+    /// Lifetime of refresh tokens, in seconds (default 7 days).
+    #[arg(long, env = "VRIDGE_REFRESH_TOKEN_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub refresh_token_ttl_secs: u64,
+
+    /// RS256 private key (PEM file). With `--jwt-public-key` it replaces HS256:
+    /// tokens are then signed and verified with RS256 only.
+    #[arg(long, env = "VRIDGE_JWT_PRIVATE_KEY", requires = "jwt_public_key")]
+    pub jwt_private_key: Option<PathBuf>,
+
+    /// RS256 public key (PEM file) matching `--jwt-private-key`.
+    #[arg(long, env = "VRIDGE_JWT_PUBLIC_KEY", requires = "jwt_private_key")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Login attempts per email per minute before 429 (failed or not).
+    #[arg(long, env = "VRIDGE_LOGIN_ATTEMPTS_PER_EMAIL", default_value_t = 5)]
+    pub login_attempts_per_email: u32,
+
+    /// Login attempts per client IP per minute before 429.
+    #[arg(long, env = "VRIDGE_LOGIN_ATTEMPTS_PER_IP", default_value_t = 20)]
+    pub login_attempts_per_ip: u32,
+
+    /// Origins allowed to call the REST API from a browser, comma-separated
+    /// (e.g. `https://app.vridge.example`); empty: no cross-origin access.
+    #[arg(long, env = "VRIDGE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Largest accepted REST request body, in bytes; larger: 413.
+    #[arg(long, env = "VRIDGE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// A REST request taking longer than this is answered 408, in seconds.
+    #[arg(long, env = "VRIDGE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
 }
 
 impl Config {
@@ -144,6 +178,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
     }
 
     /// A configuration from command-line style arguments, ignoring nothing:

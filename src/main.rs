@@ -5,8 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vridge_realtime::auth::secret;
-use vridge_realtime::auth::{JwtKeys, TokenKind};
+use vridge_realtime::auth::{TokenKind, keys};
 use vridge_realtime::config::{Cli, Command};
 use vridge_realtime::{Application, demo};
 
@@ -23,9 +22,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(cli.config).await,
         Command::Token { user, ttl_secs } => {
             let config = cli.config;
-            let secret = secret::load_or_generate(config.jwt_secret.as_deref(), &config.data_dir)?;
             let ttl = Duration::from_secs(ttl_secs.unwrap_or(config.access_token_ttl_secs));
-            let keys = JwtKeys::hs256(&secret, ttl);
+            let keys = keys::load(&config, ttl)?;
             let token = keys
                 .mint(user, TokenKind::Access, ttl)
                 .map_err(|e| anyhow::anyhow!("minting the token: {e}"))?;

@@ -1,6 +1,8 @@
-//! Access tokens: HS256 JWTs with the algorithm pinned, issuer and audience
+//! Access and refresh tokens: JWTs signed with HS256 (a shared secret, the
+//! default) or RS256 (a key pair), the algorithm pinned so that a token
+//! signed any other way (or with `none`) is refused, issuer and audience
 //! checked, and a `typ` claim so that a refresh token is never accepted where
-//! an access token is expected.
+//! an access token is expected, nor the reverse.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,6 +52,7 @@ pub enum AuthError {
 /// Signing and verification keys plus the pinned validation rules.
 #[derive(Clone)]
 pub struct JwtKeys {
+    algorithm: Algorithm,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -69,19 +72,85 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Validation rules accepting `algorithm` and nothing else.
+fn pinned_validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = LEEWAY_SECS;
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    validation
+}
+
+/// An RS256 key that could not be read as PEM.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid RSA {0} key (expected PEM)")]
+pub struct InvalidKey(pub &'static str);
+
 impl JwtKeys {
+    /// Keys for HS256 with a shared secret.
     pub fn hs256(secret: &[u8], access_ttl: Duration) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         Self {
+            algorithm: Algorithm::HS256,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            validation,
+            validation: pinned_validation(Algorithm::HS256),
             access_ttl,
         }
+    }
+
+    /// Keys for RS256 from a PEM private key (PKCS#1 or PKCS#8) and its PEM
+    /// public key. Only RS256 is then accepted.
+    pub fn rs256(
+        private_pem: &[u8],
+        public_pem: &[u8],
+        access_ttl: Duration,
+    ) -> Result<Self, InvalidKey> {
+        Ok(Self {
+            algorithm: Algorithm::RS256,
+            encoding: EncodingKey::from_rsa_pem(private_pem).map_err(|_| InvalidKey("private"))?,
+            decoding: DecodingKey::from_rsa_pem(public_pem).map_err(|_| InvalidKey("public"))?,
+            validation: pinned_validation(Algorithm::RS256),
+            access_ttl,
+        })
+    }
+
+    /// The signing algorithm in use (`HS256` or `RS256`).
+    pub fn algorithm(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::RS256 => "RS256",
+            _ => "HS256",
+        }
+    }
+
+    /// Mints a refresh token for `user`, valid for `ttl`, and returns it with
+    /// its `jti` (which the store keeps, hashed, to rotate and revoke it).
+    pub fn mint_refresh(
+        &self,
+        user: UserId,
+        ttl: Duration,
+    ) -> Result<(String, String), AuthError> {
+        let iat = unix_now();
+        let claims = Claims {
+            sub: user.to_string(),
+            exp: iat + ttl.as_secs(),
+            iat,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            typ: TokenKind::Refresh,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let token = self.sign(&claims)?;
+        Ok((token, claims.jti))
+    }
+
+    /// The configured access-token lifetime.
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        encode(&Header::new(self.algorithm), claims, &self.encoding).map_err(|_| AuthError::Invalid)
     }
 
     /// Mints a token of `kind` for `user`, valid for `ttl` from now.
@@ -112,11 +181,10 @@ impl JwtKeys {
             typ: kind,
             jti: uuid::Uuid::new_v4().to_string(),
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|_| AuthError::Invalid)
+        self.sign(&claims)
     }
 
-    /// Verifies signature, algorithm, issuer, audience and expiry.
+    /// Verifies signature, algorithm, issuer, audience, expiry and kind.
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, AuthError> {
         let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {

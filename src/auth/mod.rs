@@ -1,6 +1,8 @@
-//! Authentication: JWT access tokens and the signing secret.
+//! Authentication: JWT access and refresh tokens, their keys, and passwords.
 
 pub mod jwt;
+pub mod keys;
+pub mod password;
 pub mod secret;
 
 pub use jwt::{AuthError, Claims, JwtKeys, TokenKind};

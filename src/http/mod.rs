@@ -1,15 +1,116 @@
-//! The HTTP surface: health, metrics, the WebSocket endpoint; each resource
-//! module exposes its own router and they are merged here.
+//! The HTTP surface: health, metrics, the WebSocket endpoint and the REST
+//! API. Each resource module exposes its own router and they are merged
+//! here; the REST routes share CORS, a body-size limit, a request timeout,
+//! gzip for responses over 1 KiB, and JSON errors ([`error::ApiError`]).
 
+mod access;
+mod auth;
+mod comments;
+pub mod error;
+mod etag;
+mod extract;
+mod feedback;
 mod health;
+mod input;
+mod login_limit;
+mod me;
+mod members;
+pub mod openapi;
+mod projects;
+mod views;
 
-use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::{Extension, Router};
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
+use crate::config::Config;
+use error::ApiError;
+use login_limit::LoginLimits;
+
+/// Responses smaller than this are sent uncompressed.
+const COMPRESS_ABOVE_BYTES: u16 = 1024;
+/// How often idle sign-in throttling keys are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub fn router(state: AppState) -> Router {
+    let limits = Arc::new(LoginLimits::from_config(&state.config));
+    spawn_pruner(limits.clone(), state.shutdown.clone());
     Router::new()
         .merge(health::router())
         .merge(crate::ws::router())
+        .merge(rest(&state.config, limits))
+        .fallback(|| async { ApiError::NotFound("no such route") })
         .with_state(state)
+}
+
+/// The REST routes with their shared layers.
+fn rest(config: &Config, limits: Arc<LoginLimits>) -> Router<AppState> {
+    let compress = SizeAbove::new(COMPRESS_ABOVE_BYTES)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::SSE);
+    Router::new()
+        .merge(auth::router())
+        .merge(me::router())
+        .merge(projects::router())
+        .merge(members::router())
+        .merge(feedback::router())
+        .merge(comments::router())
+        .merge(openapi::router())
+        .layer(Extension(limits))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(CompressionLayer::new().compress_when(compress))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout(),
+        ))
+        .layer(cors(config))
+}
+
+/// CORS for the configured origins only; none configured allows none.
+fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static(comments::IDEMPOTENCY_KEY),
+        ])
+        .expose_headers([header::ETAG, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
+}
+
+fn spawn_pruner(limits: Arc<LoginLimits>, shutdown: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => limits.prune(),
+            }
+        }
+    });
 }

@@ -8,8 +8,12 @@
 
 mod accounts;
 mod comments;
+mod feedback;
 pub mod persister;
+mod projects;
+mod refresh_tokens;
 mod rows;
+mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +25,9 @@ use sqlx::sqlite::{
 
 pub use accounts::{NewFeedback, NewUser, Project, User};
 pub use comments::{CommentRequest, StoredComment};
+pub use feedback::FeedbackStats;
+pub use projects::{AddMember, Member, ProjectChanges, ProjectSummary, StatusFilter};
+pub use refresh_tokens::RefreshUse;
 
 /// Runs `$body` with `$pool` bound to whichever pool the store holds. The body
 /// is compiled once per engine, so one query text serves both.

@@ -1,0 +1,228 @@
+//! Accounts and tokens: sign-up, sign-in (throttled), refresh-token rotation
+//! with reuse detection, and sign-out.
+//!
+//! A sign-in starts a token family. Each refresh revokes the token presented
+//! and issues its successor in the same family; presenting a revoked token
+//! again means it was stolen or replayed, so the whole family is revoked and
+//! its holder must sign in again.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Extension, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::Json;
+use super::input;
+use super::login_limit::LoginLimits;
+use super::views::UserView;
+use crate::app::AppState;
+use crate::auth::{TokenKind, password};
+use crate::store::{NewUser, RefreshUse, User};
+use crate::time::now_ms;
+
+/// The one answer to a failed sign-in, whether the email or the password was wrong.
+const BAD_CREDENTIALS: &str = "invalid email or password";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// 3 to 30 letters, digits or `@.+-_`.
+    pub username: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// A fresh access token and refresh token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    /// Send as `Authorization: Bearer …` (or `?token=` on the socket).
+    pub access_token: String,
+    /// Send to `/auth/refresh` for the next pair; single use.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub user: UserView,
+}
+
+/// The key under which a refresh token's jti is stored.
+fn jti_hash(jti: &str) -> String {
+    Sha256::digest(jti.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Mints an access token and a refresh token in `family` for `user`.
+async fn issue(app: &AppState, user: User, family: &str) -> Result<TokenPair, ApiError> {
+    let refresh_ttl = Duration::from_secs(app.config.refresh_token_ttl_secs);
+    let access_token = app.jwt.mint_access(user.id)?;
+    let (refresh_token, jti) = app.jwt.mint_refresh(user.id, refresh_ttl)?;
+    let ttl_ms = i64::try_from(refresh_ttl.as_millis()).unwrap_or(i64::MAX);
+    app.store
+        .insert_refresh_token(
+            &jti_hash(&jti),
+            family,
+            user.id,
+            now_ms().saturating_add(ttl_ms),
+        )
+        .await?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer".into(),
+        expires_in: app.jwt.access_ttl().as_secs(),
+        user: user.into(),
+    })
+}
+
+/// Creates an account.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created", body = UserView),
+        (status = 409, description = "The email is taken", body = ErrorBody),
+        (status = 422, description = "Invalid email, username or password", body = ErrorBody),
+    ))]
+pub async fn register(
+    State(app): State<AppState>,
+    Json(req): Json<RegisterRequest>,
+) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
+    let email = input::email(&req.email)?;
+    let username = input::username(&req.username)?;
+    input::password(&req.password)?;
+    if app.store.user_by_email(&email).await?.is_some() {
+        return Err(ApiError::Conflict("an account with this email exists"));
+    }
+    let hash = password::hash(req.password).await?;
+    let user = app
+        .store
+        .create_user(&NewUser {
+            email: &email,
+            username: &username,
+            password_hash: Some(&hash),
+        })
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict => {
+                ApiError::Conflict("an account with this email exists")
+            }
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, axum::Json(user.into())))
+}
+
+/// Signs in: an access token, a refresh token, and the user.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 401, description = "Wrong email or password", body = ErrorBody),
+        (status = 429, description = "Too many attempts for this email or address",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn login(
+    State(app): State<AppState>,
+    Extension(limits): Extension<Arc<LoginLimits>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(req): Json<LoginRequest>,
+) -> Result<axum::Json<TokenPair>, ApiError> {
+    let email = req.email.trim().to_lowercase();
+    limits
+        .attempt(&email, peer.ip())
+        .map_err(|wait| ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
+        })?;
+    let found = if req.password.chars().count() > password::MAX_PASSWORD_CHARS {
+        None
+    } else {
+        app.store.user_credentials(&email).await?
+    };
+    let (user, stored) = match found {
+        Some((user, stored)) => (Some(user), stored),
+        None => (None, None),
+    };
+    let ok = password::verify(req.password, stored).await?;
+    let user = match (ok, user) {
+        (true, Some(user)) => user,
+        _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
+    };
+    let family = uuid::Uuid::new_v4().to_string();
+    Ok(axum::Json(issue(&app, user, &family).await?))
+}
+
+/// Trades a refresh token for a new pair; the old one is revoked. A revoked
+/// token presented again revokes its whole family.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new pair", body = TokenPair),
+        (status = 401, description = "Invalid, expired, revoked or reused token", body = ErrorBody),
+    ))]
+pub async fn refresh(
+    State(app): State<AppState>,
+    Json(req): Json<RefreshRequest>,
+) -> Result<axum::Json<TokenPair>, ApiError> {
+    let claims = app.jwt.verify(&req.refresh_token, TokenKind::Refresh)?;
+    match app.store.use_refresh_token(&jti_hash(&claims.jti)).await? {
+        RefreshUse::Rotated { user, family } if user.to_string() == claims.sub => {
+            let user = app
+                .store
+                .user_by_id(user)
+                .await?
+                .ok_or(ApiError::Unauthorized("invalid token"))?;
+            Ok(axum::Json(issue(&app, user, &family).await?))
+        }
+        RefreshUse::Reused => Err(ApiError::Unauthorized(
+            "refresh token reused; every session of this sign-in is revoked",
+        )),
+        _ => Err(ApiError::Unauthorized("invalid token")),
+    }
+}
+
+/// Signs out: revokes the refresh token and every token rotated from the same sign-in.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Invalid or unknown token", body = ErrorBody),
+    ))]
+pub async fn logout(
+    State(app): State<AppState>,
+    Json(req): Json<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    let claims = app.jwt.verify(&req.refresh_token, TokenKind::Refresh)?;
+    if app
+        .store
+        .revoke_refresh_token_family(&jti_hash(&claims.jti))
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::Unauthorized("invalid token"))
+    }
+}

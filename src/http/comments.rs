@@ -1,0 +1,274 @@
+//! Comment history and REST comment writes.
+//!
+//! - `GET /feedback/item/{id}/comments`: one feedback item's comments, newest
+//!   first, paged with an opaque cursor.
+//! - `GET /projects/{id}/comments?since=`: a project's comments after a
+//!   comment id, oldest first: what a reconnecting client fetches to fill the
+//!   gap since the last comment it saw.
+//! - `POST /feedback/item/{id}/comments`: goes through the same persister as a
+//!   socket `comment_add`, so the project's sockets see it and a retry with
+//!   the same `Idempotency-Key` returns the original comment.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use vridge_protocol::{CommentId, FeedbackId, NewComment, ProjectId};
+
+use super::access::{self, Need};
+use super::error::{ApiError, ErrorBody};
+use super::etag::json_with_etag;
+use super::extract::{AuthUser, Json, Path, Query};
+use super::views::{CommentFeed, CommentPage, CommentView};
+use crate::app::AppState;
+use crate::domain::{IdempotencyKey, ValidComment};
+use crate::store::CommentRequest;
+
+pub const DEFAULT_PAGE: u32 = 20;
+pub const MAX_PAGE: u32 = 100;
+pub const DEFAULT_FEED: u32 = 100;
+pub const MAX_FEED: u32 = 500;
+/// The header carrying a REST client's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/feedback/item/{feedback_id}/comments",
+            get(feedback_comments).post(add_comment),
+        )
+        .route("/projects/{project_id}/comments", get(project_feed))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// `next_cursor` of the previous page; omit for the newest page.
+    pub cursor: Option<String>,
+    /// Comments per page (default 20, at most 100; larger values are capped).
+    #[param(minimum = 1)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// Return comments with ids greater than this (default 0: from the start).
+    #[param(minimum = 0)]
+    pub since: Option<CommentId>,
+    /// Most comments returned (default 100, at most 500; larger values are capped).
+    #[param(minimum = 1)]
+    pub limit: Option<u32>,
+}
+
+/// A comment to add. Same fields and limits as a socket `comment_add`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddComment {
+    pub text: String,
+    pub title: Option<String>,
+    pub section: Option<String>,
+    pub security: Option<String>,
+    /// Position in the video, in seconds.
+    pub timestamp: Option<f64>,
+}
+
+fn limit(raw: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match raw {
+        Some(0) => Err(ApiError::invalid("limit must be at least 1")),
+        Some(n) => Ok(n.min(max)),
+        None => Ok(default),
+    }
+}
+
+/// Opaque page cursor: the id the next page starts below.
+fn encode_cursor(before: CommentId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("c1:{before}"))
+}
+
+fn decode_cursor(raw: &str) -> Result<CommentId, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("c1:").and_then(|n| n.parse().ok()))
+        .ok_or(ApiError::Rejected {
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid cursor".into(),
+        })
+}
+
+/// A feedback item's comments, newest first.
+#[utoipa::path(get, path = "/feedback/item/{feedback_id}/comments", tag = "comments",
+    params(("feedback_id" = i64, Path, description = "Feedback item id"), PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page", body = CommentPage,
+            headers(("ETag" = String, description = "Send back as If-None-Match"))),
+        (status = 304, description = "Unchanged since the ETag given"),
+        (status = 400, description = "Malformed cursor or query", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such item, or not a member of its project", body = ErrorBody),
+        (status = 422, description = "Invalid limit", body = ErrorBody),
+    ))]
+pub async fn feedback_comments(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(feedback): Path<FeedbackId>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    access::require_feedback(&app, feedback, user, Need::Read).await?;
+    let limit = limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    // One extra row tells whether another page follows.
+    let mut rows = app
+        .store
+        .feedback_comments(feedback, before, limit + 1)
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|c| encode_cursor(c.id))
+    } else {
+        None
+    };
+    json_with_etag(
+        &headers,
+        &CommentPage {
+            results: rows.into_iter().map(CommentView::from).collect(),
+            next_cursor,
+        },
+    )
+}
+
+/// A project's comments after `since`, oldest first (the reconnect gap feed).
+#[utoipa::path(get, path = "/projects/{project_id}/comments", tag = "comments",
+    params(("project_id" = i64, Path, description = "Project id"), FeedQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Comments after `since`", body = CommentFeed,
+            headers(("ETag" = String, description = "Send back as If-None-Match"))),
+        (status = 304, description = "Unchanged since the ETag given"),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such project, or not a member", body = ErrorBody),
+        (status = 422, description = "Invalid limit", body = ErrorBody),
+    ))]
+pub async fn project_feed(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(project): Path<ProjectId>,
+    Query(q): Query<FeedQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    access::require(&app, project, user, Need::Read).await?;
+    let limit = limit(q.limit, DEFAULT_FEED, MAX_FEED)?;
+    let since = q.since.unwrap_or(0).max(0);
+    let mut rows = app
+        .store
+        .comments_since(project, since, limit + 1)
+        .await?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let last_comment_id = rows.last().map_or(since, |c| c.id);
+    json_with_etag(
+        &headers,
+        &CommentFeed {
+            results: rows.into_iter().map(CommentView::from).collect(),
+            last_comment_id,
+            has_more,
+        },
+    )
+}
+
+/// Adds a comment (editors and up). Sockets of the project receive it as a
+/// `comment` event. With the same `Idempotency-Key` a retry returns the
+/// stored comment (200) instead of adding another (201).
+#[utoipa::path(post, path = "/feedback/item/{feedback_id}/comments", tag = "comments",
+    params(("feedback_id" = i64, Path, description = "Feedback item id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "1 to 128 characters; a retry with the same key is not stored twice")),
+    request_body = AddComment,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored", body = CommentView),
+        (status = 200, description = "A retry: the comment stored earlier with this key", body = CommentView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Viewers may not comment", body = ErrorBody),
+        (status = 404, description = "No such item, or not a member of its project", body = ErrorBody),
+        (status = 422, description = "Invalid comment or idempotency key", body = ErrorBody),
+        (status = 503, description = "Not stored; retry with the same key", body = ErrorBody),
+    ))]
+pub async fn add_comment(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(feedback): Path<FeedbackId>,
+    headers: HeaderMap,
+    Json(req): Json<AddComment>,
+) -> Result<Response, ApiError> {
+    let (project, _) = access::require_feedback(&app, feedback, user, Need::Create).await?;
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?,
+        ),
+    };
+    let key = IdempotencyKey::from_client(key).map_err(|e| ApiError::invalid(e.to_string()))?;
+    for (field, value) in [
+        ("text", Some(&req.text)),
+        ("title", req.title.as_ref()),
+        ("section", req.section.as_ref()),
+        ("security", req.security.as_ref()),
+    ] {
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(ApiError::invalid(format!("{field} must not contain NUL")));
+        }
+    }
+    let comment = ValidComment::parse(NewComment {
+        feedback_id: feedback,
+        text: req.text,
+        title: req.title,
+        section: req.section,
+        security: req.security,
+        timestamp: req.timestamp,
+    })
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let stored = app
+        .persister
+        .store(CommentRequest {
+            project_id: project,
+            user_id: user,
+            comment,
+            key,
+        })
+        .await?;
+    let status = if stored.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut response = (status, axum::Json(CommentView::from(stored.comment))).into_response();
+    if stored.duplicate {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        assert!(decode_cursor("not-a-cursor").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("x:1")).is_err());
+    }
+}
