@@ -41,10 +41,13 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
+    #[schema(format = "email", example = "ann@example.com")]
     pub email: String,
     /// At least 8 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
     /// 3 to 30 letters, digits or `@.+-_`.
+    #[schema(min_length = 3, max_length = 30, pattern = r"^[A-Za-z0-9@.+_-]{3,30}$")]
     pub username: String,
 }
 

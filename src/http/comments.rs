@@ -60,7 +60,7 @@ pub struct PageQuery {
 pub struct FeedQuery {
     /// Return comments with ids greater than this (default 0: from the start).
     #[param(minimum = 0)]
-    pub since: Option<CommentId>,
+    pub since: Option<i64>,
     /// Most comments returned (default 100, at most 500; larger values are capped).
     #[param(minimum = 1)]
     pub limit: Option<u32>,

@@ -37,8 +37,10 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InviteRequest {
     /// The email of an existing account.
+    #[schema(format = "email")]
     pub email: String,
     /// `admin`, `editor` or `viewer`.
+    #[schema(example = "editor")]
     pub role: String,
 }
 

@@ -37,6 +37,7 @@ pub struct ListQuery {
     #[param(minimum = 1)]
     pub page_size: Option<u32>,
     /// `active` (default), `archived` or `all`.
+    #[param(inline)]
     pub status: Option<ListStatus>,
 }
 
@@ -69,6 +70,7 @@ impl ListStatus {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateProject {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
     pub description: String,

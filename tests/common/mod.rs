@@ -2,6 +2,8 @@
 //! database, seeded fixtures, and real WebSocket clients.
 #![allow(dead_code)]
 
+pub mod rest;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
