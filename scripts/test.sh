@@ -11,3 +11,5 @@ export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The REST API against its OpenAPI document: no 5xx, no off-schema response.
+bash scripts/schemathesis.sh
