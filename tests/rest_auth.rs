@@ -287,10 +287,7 @@ async fn me_refuses_missing_expired_unsigned_and_foreign_tokens() {
         api.as_token(&foreign).get("/me").await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        api.as_token(&good).get("/me").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(api.as_token(&good).get("/me").await.status, StatusCode::OK);
 }
 
 /// An RSA key pair made by the `openssl` command line.
@@ -302,7 +299,11 @@ fn rsa_pair(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
             .args(args)
             .output()
             .expect("the openssl command is installed");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     run(&["genrsa", "-out", private.to_str().unwrap(), "2048"]);
     run(&[
@@ -338,7 +339,10 @@ async fn with_a_key_pair_tokens_are_rs256_and_nothing_else_is_accepted() {
         .unwrap();
     let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
     assert_eq!(header["alg"], "RS256");
-    assert_eq!(api.as_token(&access).get("/me").await.status, StatusCode::OK);
+    assert_eq!(
+        api.as_token(&access).get("/me").await.status,
+        StatusCode::OK
+    );
     let refreshed = api
         .post(
             "/auth/refresh",

@@ -71,7 +71,10 @@ async fn a_rest_comment_reaches_the_sockets_and_a_retry_returns_the_same_comment
     // Without a key: a new comment each time.
     let a = add(&editor, f.feedback[0], "no key", None).await;
     let b = add(&editor, f.feedback[0], "no key", None).await;
-    assert_eq!((a.status, b.status), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
     assert_ne!(a.body["id"], b.body["id"]);
 }
 
@@ -116,13 +119,15 @@ async fn adding_a_comment_is_validated_and_needs_the_create_permission() {
             .status,
         StatusCode::UNAUTHORIZED
     );
-    assert!(server
-        .state
-        .store
-        .latest_comments(f.project.id, 20)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        server
+            .state
+            .store
+            .latest_comments(f.project.id, 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn ids(reply: &Reply) -> Vec<i64> {
@@ -187,7 +192,11 @@ async fn the_since_feed_fills_a_reconnecting_clients_gap_oldest_first() {
     let (mut socket, _) = server.join(f.project.id, f.editor.id).await;
     for i in 0..3 {
         socket
-            .send(&comment_add(f.feedback[i % 2], &format!("before {i}"), None))
+            .send(&comment_add(
+                f.feedback[i % 2],
+                &format!("before {i}"),
+                None,
+            ))
             .await;
         socket.expect(is_ack).await;
     }
@@ -216,9 +225,7 @@ async fn the_since_feed_fills_a_reconnecting_clients_gap_oldest_first() {
     let rest = api.get(&format!("{path}?since={cont}&limit=5")).await;
     assert_eq!(ids(&rest), missed[5..].to_vec());
     assert_eq!(rest.body["has_more"], false);
-    let nothing = api
-        .get(&format!("{path}?since={}", missed[6]))
-        .await;
+    let nothing = api.get(&format!("{path}?since={}", missed[6])).await;
     assert!(ids(&nothing).is_empty());
     assert_eq!(nothing.body["last_comment_id"], missed[6]);
     let all = api.get(&path).await;
@@ -279,7 +286,13 @@ async fn large_history_is_gzipped_when_accepted_and_small_responses_are_not() {
     let f = server.fixture().await;
     let editor = Api::new(&server).as_token(&server.token(f.editor.id));
     for i in 0..20 {
-        add(&editor, f.feedback[0], &format!("a long enough comment number {i}"), None).await;
+        add(
+            &editor,
+            f.feedback[0],
+            &format!("a long enough comment number {i}"),
+            None,
+        )
+        .await;
     }
     let path = format!("/projects/{}/comments", f.project.id);
     let resp = editor
@@ -290,7 +303,9 @@ async fn large_history_is_gzipped_when_accepted_and_small_responses_are_not() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        resp.headers().get("content-encoding").map(|v| v.to_str().unwrap()),
+        resp.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
         Some("gzip")
     );
     let compressed = resp.bytes().await.unwrap();

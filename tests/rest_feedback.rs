@@ -16,7 +16,10 @@ async fn list_filters_by_status_and_priority_and_counts_everything() {
     let editor = Api::new(&server).as_token(&server.token(f.editor.id));
     let path = format!("/feedback/{}", f.project.id);
     let high = editor
-        .post(&path, json!({"title": "Too dark", "timestamp": 10.0, "priority": "high"}))
+        .post(
+            &path,
+            json!({"title": "Too dark", "timestamp": 10.0, "priority": "high"}),
+        )
         .await;
     assert_eq!(high.status, StatusCode::CREATED);
     editor
@@ -60,7 +63,10 @@ async fn list_filters_by_status_and_priority_and_counts_everything() {
     );
     let outsider = Api::new(&server).as_token(&server.token(f.outsider.id));
     assert_eq!(outsider.get(&path).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(Api::new(&server).get(&path).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        Api::new(&server).get(&path).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -151,7 +157,16 @@ async fn creating_feedback_is_validated_and_needs_the_create_permission() {
         StatusCode::NOT_FOUND
     );
     // Nothing was stored by the refused requests.
-    assert_eq!(server.state.store.feedback_ids(f.project.id).await.unwrap().len(), 2);
+    assert_eq!(
+        server
+            .state
+            .store
+            .feedback_ids(f.project.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -205,8 +220,9 @@ async fn changing_status_reaches_the_projects_sockets() {
     assert_eq!(hidden.body, missing.body);
     // The refused change did not happen.
     watcher
-        .expect_none(std::time::Duration::from_millis(200), |m| {
-            matches!(m, ServerMessage::StatusChanged { status, .. } if status == "open")
-        })
+        .expect_none(
+            std::time::Duration::from_millis(200),
+            |m| matches!(m, ServerMessage::StatusChanged { status, .. } if status == "open"),
+        )
         .await;
 }

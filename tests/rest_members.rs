@@ -35,7 +35,10 @@ async fn admins_invite_by_email_and_duplicates_unknowns_and_owner_role_are_refus
     let owner = Api::new(&server).as_token(&server.token(f.owner.id));
 
     let added = owner
-        .post(&path, json!({"email": "NEWCOMER@example.com", "role": "admin"}))
+        .post(
+            &path,
+            json!({"email": "NEWCOMER@example.com", "role": "admin"}),
+        )
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
     assert_eq!(added.body["user_id"], newcomer.id);
@@ -51,11 +54,17 @@ async fn admins_invite_by_email_and_duplicates_unknowns_and_owner_role_are_refus
     );
 
     let again = owner
-        .post(&path, json!({"email": "newcomer@example.com", "role": "viewer"}))
+        .post(
+            &path,
+            json!({"email": "newcomer@example.com", "role": "viewer"}),
+        )
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     let unknown = owner
-        .post(&path, json!({"email": "ghost@example.com", "role": "viewer"}))
+        .post(
+            &path,
+            json!({"email": "ghost@example.com", "role": "viewer"}),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     for role in ["owner", "root"] {
@@ -163,11 +172,21 @@ async fn removing_a_member_closes_their_sockets_with_4003_within_a_second() {
     let owner = Api::new(&server).as_token(&server.token(f.owner.id));
     let started = Instant::now();
     let r = owner
-        .delete(&format!("/projects/{}/members/{}", f.project.id, f.editor2.id))
+        .delete(&format!(
+            "/projects/{}/members/{}",
+            f.project.id, f.editor2.id
+        ))
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(removed.ended().await, Ended::Closed(close::PERMISSION_DENIED));
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert_eq!(
+        removed.ended().await,
+        Ended::Closed(close::PERMISSION_DENIED)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     // The others stay connected and see the departure.
     stays
         .expect(|m| {
@@ -177,7 +196,9 @@ async fn removing_a_member_closes_their_sockets_with_4003_within_a_second() {
     // Gone from the project: REST 404, and a new socket is refused.
     let gone = Api::new(&server).as_token(&server.token(f.editor2.id));
     assert_eq!(
-        gone.get(&format!("/projects/{}", f.project.id)).await.status,
+        gone.get(&format!("/projects/{}", f.project.id))
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     let mut again = Client::connect(
@@ -188,7 +209,10 @@ async fn removing_a_member_closes_their_sockets_with_4003_within_a_second() {
     assert_eq!(again.ended().await, Ended::Closed(close::PERMISSION_DENIED));
     assert_eq!(
         owner
-            .delete(&format!("/projects/{}/members/{}", f.project.id, f.editor2.id))
+            .delete(&format!(
+                "/projects/{}/members/{}",
+                f.project.id, f.editor2.id
+            ))
             .await
             .status,
         StatusCode::NOT_FOUND
@@ -208,7 +232,10 @@ async fn a_demoted_editor_is_disconnected_and_rejoins_as_a_viewer() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(socket.ended().await, Ended::Closed(close::PERMISSION_DENIED));
+    assert_eq!(
+        socket.ended().await,
+        Ended::Closed(close::PERMISSION_DENIED)
+    );
     let (mut socket, _) = server.join(f.project.id, f.editor.id).await;
     socket
         .send(&comment_add(f.feedback[0], "still here?", None))

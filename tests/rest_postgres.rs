@@ -70,11 +70,17 @@ async fn the_rest_surface_works_on_postgres_and_listing_costs_two_statements() {
     api.register("pg-member@example.com").await;
     let pair = api.login("pg-owner@example.com").await;
     let rotated = api
-        .post("/auth/refresh", json!({"refresh_token": pair["refresh_token"]}))
+        .post(
+            "/auth/refresh",
+            json!({"refresh_token": pair["refresh_token"]}),
+        )
         .await;
     assert_eq!(rotated.status, StatusCode::OK);
     let reuse = api
-        .post("/auth/refresh", json!({"refresh_token": pair["refresh_token"]}))
+        .post(
+            "/auth/refresh",
+            json!({"refresh_token": pair["refresh_token"]}),
+        )
         .await;
     assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
     let owner = api.as_token(rotated.body["access_token"].as_str().unwrap());
@@ -84,7 +90,9 @@ async fn the_rest_surface_works_on_postgres_and_listing_costs_two_statements() {
     // Projects, members, feedback, comments.
     let mut project_ids = Vec::new();
     for i in 0..30 {
-        let p = owner.post("/projects", json!({"name": format!("P{i}")})).await;
+        let p = owner
+            .post("/projects", json!({"name": format!("P{i}")}))
+            .await;
         assert_eq!(p.status, StatusCode::CREATED);
         project_ids.push(p.body["id"].as_i64().unwrap());
     }
@@ -115,11 +123,16 @@ async fn the_rest_surface_works_on_postgres_and_listing_costs_two_statements() {
     assert_eq!(fb.status, StatusCode::CREATED);
     let fb_id = fb.body["id"].as_i64().unwrap();
     let patched = member
-        .patch(&format!("/feedback/item/{fb_id}"), json!({"status": "in_progress"}))
+        .patch(
+            &format!("/feedback/item/{fb_id}"),
+            json!({"status": "in_progress"}),
+        )
         .await;
     assert_eq!(patched.body["status"], "in_progress");
     let list = member
-        .get(&format!("/feedback/{project}?status=in_progress&priority=high"))
+        .get(&format!(
+            "/feedback/{project}?status=in_progress&priority=high"
+        ))
         .await;
     assert_eq!(list.body["results"].as_array().unwrap().len(), 1);
     assert_eq!(
@@ -130,7 +143,10 @@ async fn the_rest_surface_works_on_postgres_and_listing_costs_two_statements() {
     for i in 0..3 {
         let c = Api::send(
             member
-                .request(reqwest::Method::POST, &format!("/feedback/item/{fb_id}/comments"))
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/feedback/item/{fb_id}/comments"),
+                )
                 .header("Idempotency-Key", format!("pg-{i}"))
                 .json(&json!({"text": format!("c{i}")})),
         )
@@ -144,15 +160,23 @@ async fn the_rest_surface_works_on_postgres_and_listing_costs_two_statements() {
     assert_eq!(page.body["results"][0]["id"], comment_ids[2]);
     let cursor = page.body["next_cursor"].as_str().unwrap().to_owned();
     let older = member
-        .get(&format!("/feedback/item/{fb_id}/comments?limit=2&cursor={cursor}"))
+        .get(&format!(
+            "/feedback/item/{fb_id}/comments?limit=2&cursor={cursor}"
+        ))
         .await;
     assert_eq!(older.body["results"][0]["id"], comment_ids[0]);
     let feed = member
-        .get(&format!("/projects/{project}/comments?since={}", comment_ids[0]))
+        .get(&format!(
+            "/projects/{project}/comments?since={}",
+            comment_ids[0]
+        ))
         .await;
     assert_eq!(feed.body["results"].as_array().unwrap().len(), 2);
     let archived = owner
-        .patch(&format!("/projects/{project}"), json!({"status": "archived"}))
+        .patch(
+            &format!("/projects/{project}"),
+            json!({"status": "archived"}),
+        )
         .await;
     assert_eq!(archived.body["status"], "archived");
     assert_eq!(
@@ -178,10 +202,7 @@ async fn the_rest_surface_works_on_postgres_and_listing_costs_two_statements() {
             .await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.body["count"], 30);
-        assert_eq!(
-            r.body["results"].as_array().unwrap().len(),
-            size.min(30)
-        );
+        assert_eq!(r.body["results"].as_array().unwrap().len(), size.min(30));
         costs.push(counted.load(Ordering::SeqCst));
     }
     assert_eq!(costs, vec![2, 2, 2], "statements per listing page");

@@ -17,7 +17,9 @@ async fn list_pages_through_own_and_joined_projects_with_links() {
     let api = Api::new(&server).as_token(&server.token(f.editor.id));
     // The editor owns 11 projects and is a member of the fixture's: 12.
     for i in 0..11 {
-        let r = api.post("/projects", json!({"name": format!("Cut {i}")})).await;
+        let r = api
+            .post("/projects", json!({"name": format!("Cut {i}")}))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
     let page1 = api.get("/projects?page_size=5").await;
@@ -78,10 +80,7 @@ async fn list_counts_members_and_open_and_total_feedback_per_project() {
     let f = server.fixture().await;
     let store = &server.state.store;
     // A second project with a different shape, so counts cannot leak across rows.
-    let other = store
-        .create_project(f.owner.id, "Other", "")
-        .await
-        .unwrap();
+    let other = store.create_project(f.owner.id, "Other", "").await.unwrap();
     store
         .add_member(other.id, f.viewer.id, Role::Viewer)
         .await
@@ -125,13 +124,20 @@ async fn create_then_detail_shows_members() {
     let f = server.fixture().await;
     let api = Api::new(&server).as_token(&server.token(f.owner.id));
     let created = api
-        .post("/projects", json!({"name": "  Trailer  ", "description": "v2"}))
+        .post(
+            "/projects",
+            json!({"name": "  Trailer  ", "description": "v2"}),
+        )
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
     assert_eq!(created.body["name"], "Trailer");
     assert_eq!(created.body["status"], "active");
     assert_eq!(created.body["members"][0]["role"], "owner");
-    for bad in [json!({"name": ""}), json!({"name": "x".repeat(201)}), json!({"name": "a\u{0}b"})] {
+    for bad in [
+        json!({"name": ""}),
+        json!({"name": "x".repeat(201)}),
+        json!({"name": "a\u{0}b"}),
+    ] {
         let r = api.post("/projects", bad).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
@@ -141,7 +147,11 @@ async fn create_then_detail_shows_members() {
     assert_eq!(members.len(), 4);
     assert_eq!(members[0]["user_id"], f.owner.id);
     assert_eq!(members[0]["role"], "owner");
-    assert!(members.iter().any(|m| m["user_id"] == f.viewer.id && m["role"] == "viewer"));
+    assert!(
+        members
+            .iter()
+            .any(|m| m["user_id"] == f.viewer.id && m["role"] == "viewer")
+    );
 }
 
 #[tokio::test]
@@ -195,11 +205,13 @@ async fn editors_update_viewers_cannot_and_archiving_keeps_history_readable() {
     assert_eq!(archived.body["status"], "archived");
     assert_eq!(archived.body["name"], "Cut 4", "other fields kept");
     let active = editor.get("/projects").await;
-    assert!(!active.body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["id"] == f.project.id));
+    assert!(
+        !active.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == f.project.id)
+    );
     let listed = editor.get("/projects?status=archived").await;
     assert_eq!(listed.body["results"][0]["id"], f.project.id);
     assert_eq!(editor.get("/projects?status=all").await.body["count"], 1);

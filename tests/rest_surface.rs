@@ -75,18 +75,28 @@ async fn unknown_routes_answer_a_json_404() {
     let server = TestServer::spawn().await;
     let r = Api::new(&server).get("/nope").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(r.body, json!({"error": "not_found", "message": "no such route"}));
+    assert_eq!(
+        r.body,
+        json!({"error": "not_found", "message": "no such route"})
+    );
 }
 
 #[tokio::test]
 async fn cors_allows_configured_origins_only() {
-    let server = TestServer::spawn_with(&["--cors-origins", "https://app.example,https://admin.example"]).await;
+    let server = TestServer::spawn_with(&[
+        "--cors-origins",
+        "https://app.example,https://admin.example",
+    ])
+    .await;
     let api = Api::new(&server);
     let preflight = |origin: &'static str| {
         api.request(Method::OPTIONS, "/projects")
             .header("Origin", origin)
             .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "authorization,content-type,idempotency-key")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type,idempotency-key",
+            )
     };
     let allowed = preflight("https://admin.example").send().await.unwrap();
     assert!(allowed.status().is_success());
@@ -100,7 +110,12 @@ async fn cors_allows_configured_origins_only() {
         .to_lowercase();
     assert!(allow_headers.contains("idempotency-key"), "{allow_headers}");
     let refused = preflight("https://evil.example").send().await.unwrap();
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     let simple = api
         .request(Method::GET, "/me")
         .header("Origin", "https://app.example")

@@ -125,11 +125,7 @@ impl JwtKeys {
 
     /// Mints a refresh token for `user`, valid for `ttl`, and returns it with
     /// its `jti` (which the store keeps, hashed, to rotate and revoke it).
-    pub fn mint_refresh(
-        &self,
-        user: UserId,
-        ttl: Duration,
-    ) -> Result<(String, String), AuthError> {
+    pub fn mint_refresh(&self, user: UserId, ttl: Duration) -> Result<(String, String), AuthError> {
         let iat = unix_now();
         let claims = Claims {
             sub: user.to_string(),

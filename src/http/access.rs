@@ -45,7 +45,9 @@ pub async fn require(
         .await?
         .ok_or(ApiError::NotFound(NO_PROJECT))?;
     if !need.allows(role) {
-        return Err(ApiError::Forbidden("your role in this project does not allow this"));
+        return Err(ApiError::Forbidden(
+            "your role in this project does not allow this",
+        ));
     }
     Ok(role)
 }

@@ -169,10 +169,7 @@ pub async fn project_feed(
     access::require(&app, project, user, Need::Read).await?;
     let limit = limit(q.limit, DEFAULT_FEED, MAX_FEED)?;
     let since = q.since.unwrap_or(0).max(0);
-    let mut rows = app
-        .store
-        .comments_since(project, since, limit + 1)
-        .await?;
+    let mut rows = app.store.comments_since(project, since, limit + 1).await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let last_comment_id = rows.last().map_or(since, |c| c.id);

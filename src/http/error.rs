@@ -158,9 +158,7 @@ impl From<PersistError> for ApiError {
     fn from(e: PersistError) -> Self {
         match e {
             PersistError::Stopped => ApiError::Unavailable("the server is shutting down"),
-            PersistError::Store => {
-                ApiError::Unavailable(crate::store::persister::STORE_FAILED)
-            }
+            PersistError::Store => ApiError::Unavailable(crate::store::persister::STORE_FAILED),
         }
     }
 }
@@ -186,7 +184,9 @@ mod tests {
     #[tokio::test]
     async fn internal_errors_do_not_leak_details() {
         let response = ApiError::Internal("password_hash column missing".into()).into_response();
-        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(!text.contains("password_hash"), "{text}");
         assert!(text.contains("\"error\":\"internal\""));

@@ -51,7 +51,10 @@ mod tests {
     #[test]
     fn weak_and_strong_forms_of_the_tag_match() {
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
         assert!(matches(&h, "abc"));
         assert!(!matches(&h, "abd"));
         assert!(!matches(&HeaderMap::new(), "abc"));

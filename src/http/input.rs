@@ -100,7 +100,9 @@ mod tests {
     #[test]
     fn emails_are_normalised_and_checked() {
         assert_eq!(email(" Ann@Example.COM ").unwrap(), "ann@example.com");
-        for bad in ["", "ann", "@x.io", "ann@", "ann@io", "a b@x.io", "a@b@x.io", "a@.io"] {
+        for bad in [
+            "", "ann", "@x.io", "ann@", "ann@io", "a b@x.io", "a@b@x.io", "a@.io",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }
@@ -122,7 +124,10 @@ mod tests {
         assert!(text("name", "  ", 10, true).is_err());
         assert!(text("description", "", 10, false).is_ok());
         assert!(text("name", "line\nbreak", 20, true).is_ok());
-        assert_eq!(one_of("status", "open", &FEEDBACK_STATUSES).unwrap(), "open");
+        assert_eq!(
+            one_of("status", "open", &FEEDBACK_STATUSES).unwrap(),
+            "open"
+        );
         assert!(one_of("status", "closed", &FEEDBACK_STATUSES).is_err());
     }
 }

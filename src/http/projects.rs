@@ -153,7 +153,10 @@ pub async fn create(
         .store
         .create_project(user, req.name.trim(), &req.description)
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(load_detail(&app, project.id, user).await?)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(load_detail(&app, project.id, user).await?),
+    ))
 }
 
 async fn load_detail(

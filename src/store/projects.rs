@@ -124,7 +124,8 @@ impl Store {
         project: ProjectId,
         user: UserId,
     ) -> Result<Option<ProjectSummary>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, ProjectSummary>(concat!(
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, ProjectSummary>(concat!(
             "SELECT ", summary_columns!(),
             " FROM projects p JOIN project_members m ON m.project_id = p.id \
              WHERE p.id = $1 AND m.user_id = $2"
@@ -132,7 +133,8 @@ impl Store {
         .bind(project)
         .bind(user)
         .fetch_optional(pool)
-        .await)?)
+        .await)?,
+        )
     }
 
     /// The project's members, owner first, then by join order.
@@ -228,7 +230,11 @@ impl Store {
     }
 
     /// Removes a member; `false` when they were not one.
-    pub async fn remove_member(&self, project: ProjectId, user: UserId) -> Result<bool, StoreError> {
+    pub async fn remove_member(
+        &self,
+        project: ProjectId,
+        user: UserId,
+    ) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => sqlx::query(
             "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
         )

@@ -51,7 +51,9 @@ impl Api {
     }
 
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -66,9 +68,8 @@ impl Api {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&bytes).into_owned())
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Reply {
             status,
@@ -95,7 +96,10 @@ impl Api {
 
     /// Registers `email` with a valid password and username; asserts 201.
     pub async fn register(&self, email: &str) -> Value {
-        let username = format!("{}_user", email.split('@').next().unwrap_or("u").replace('-', "_"));
+        let username = format!(
+            "{}_user",
+            email.split('@').next().unwrap_or("u").replace('-', "_")
+        );
         let r = self
             .post(
                 "/auth/register",
