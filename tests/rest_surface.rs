@@ -158,3 +158,36 @@ async fn bodies_over_the_limit_get_413() {
     assert_eq!(typed.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(matches!(typed.body, Value::Object(_)));
 }
+
+#[tokio::test]
+async fn a_request_that_outlives_the_timeout_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::spawn_with(&["--request-timeout-secs", "1"]).await;
+    // A client that announces a body and never finishes sending it.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"email\":",
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            response.extend_from_slice(&buf[..n]);
+            if n == 0 || response.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server answered before the client gave up"
+    );
+    let head = String::from_utf8_lossy(&response);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}

@@ -22,13 +22,16 @@ mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::{Extension, Router};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::config::Config;
@@ -73,6 +76,27 @@ fn rest(config: &Config, limits: Arc<LoginLimits>) -> Router<AppState> {
             config.request_timeout(),
         ))
         .layer(cors(config))
+        .layer(middleware::from_fn(trace_request))
+}
+
+/// One span per REST request, named by its route template (never the URI:
+/// query strings may carry tokens), and one debug event with its outcome.
+async fn trace_request(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let route = matched
+        .as_ref()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let span = tracing::info_span!("request", method = %req.method(), route = %route);
+    let started = std::time::Instant::now();
+    let response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "served"
+        );
+    });
+    response
 }
 
 /// CORS for the configured origins only; none configured allows none.
