@@ -236,6 +236,17 @@ mod tests {
     }
 
     #[test]
+    fn refresh_tokens_carry_their_jti_and_are_not_access_tokens() {
+        let k = keys();
+        let (token, jti) = k.mint_refresh(5, Duration::from_secs(60)).unwrap();
+        let claims = k.verify(&token, TokenKind::Refresh).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.jti), ("5", jti));
+        assert_eq!(k.verify_access(&token), Err(AuthError::WrongKind));
+        assert_eq!(k.algorithm(), "HS256");
+        assert!(JwtKeys::rs256(b"not pem", b"not pem", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
     fn unsigned_token_is_refused() {
         // {"alg":"none"} header with valid-looking claims and an empty signature.
         let k = keys();
