@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use vridge_protocol::{FeedbackId, ProjectId};
 
 use crate::auth::JwtKeys;
@@ -68,6 +68,10 @@ pub struct AppState {
     pub close_sockets: CancellationToken,
     /// Every socket's task, so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// Client writes (socket frames, REST comment posts) taken and not yet
+    /// handed to the persister; shutdown waits for them before it stops the
+    /// persister, so a write the server took is stored and acknowledged.
+    in_flight: TaskTracker,
     pub ws_config: WebSocketConfig,
     next_conn: Arc<AtomicU64>,
     /// Feedback items never move between projects, so this never goes stale.
@@ -75,6 +79,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Admits one client write, or refuses it once shutdown has begun. Hold
+    /// the guard until the write is handed to the persister (or refused).
+    pub fn admit(&self) -> Option<TaskTrackerToken> {
+        // Register first, then check: shutdown cancels before it waits, so a
+        // write either sees the cancellation or is waited for.
+        let token = self.in_flight.token();
+        (!self.shutdown.is_cancelled()).then_some(token)
+    }
+
     pub fn next_conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Relaxed)
     }
@@ -148,6 +161,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             close_sockets: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            in_flight: TaskTracker::new(),
             next_conn: Arc::new(AtomicU64::new(1)),
             feedback_projects: Arc::new(DashMap::new()),
         };
@@ -196,9 +210,16 @@ impl Application {
         state.shutdown.cancel();
         tracing::info!("shutting down: flushing comments, then closing sockets");
         let deadline = state.config.shutdown_timeout();
-        // Readers have stopped taking messages; what they already took is in
-        // the persister's queue. Flush it, so its acknowledgements are queued
-        // to their sockets before the sockets close.
+        // No write is admitted any more; wait for those already admitted to
+        // reach the persister's queue, then flush it, so their
+        // acknowledgements are queued to their sockets before they close.
+        state.in_flight.close();
+        if tokio::time::timeout(deadline, state.in_flight.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("writes in flight did not reach the persister before the deadline");
+        }
         self.persister_stop.cancel();
         if tokio::time::timeout(deadline, self.persister_task)
             .await

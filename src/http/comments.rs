@@ -235,6 +235,9 @@ pub async fn add_comment(
         timestamp: req.timestamp,
     })
     .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let _admitted = app.admit().ok_or(ApiError::Unavailable(
+        "The server is shutting down, please retry",
+    ))?;
     let stored = app
         .persister
         .store(CommentRequest {

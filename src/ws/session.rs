@@ -249,6 +249,11 @@ impl Session {
     /// One client frame. Text frames are JSON and binary frames MessagePack,
     /// whatever was negotiated; replies use the negotiated encoding.
     async fn on_frame(&self, encoding: Encoding, frame: &[u8]) {
+        // A frame read as shutdown began is dropped unanswered: the client
+        // sees 1001 without an ack and resends after reconnecting.
+        let Some(_admitted) = self.app.admit() else {
+            return;
+        };
         let msg = decode_client(encoding, frame);
         let kind = match &msg {
             Ok(m) => m.kind(),
