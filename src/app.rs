@@ -19,7 +19,7 @@ use vridge_protocol::{FeedbackId, ProjectId};
 
 use crate::auth::JwtKeys;
 use crate::auth::keys::{self, KeyError};
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerError, RedisBroker, RedisSettings};
 use crate::config::Config;
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
@@ -30,6 +30,8 @@ use crate::ws::connection_limit::ConnectionLimiter;
 
 /// How often idle rate-limiter keys are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Room events (retirements, presence changes) queued for the Redis broker.
+const ROOM_EVENTS_QUEUE: usize = 65_536;
 /// Feedback→project entries cached before the cache is cleared.
 const FEEDBACK_CACHE_MAX: usize = 100_000;
 
@@ -44,6 +46,8 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("broker: {0}")]
+    Broker(#[from] BrokerError),
     #[error("creating the data directory: {0}")]
     DataDir(std::io::Error),
 }
@@ -125,13 +129,29 @@ impl Application {
         let store = Store::connect(&config.database_url(), config.db_max_connections).await?;
         let jwt: JwtKeys = keys::load(&config, Duration::from_secs(config.access_token_ttl_secs))?;
         let metrics = Arc::new(Metrics::default());
-        let registry = Registry::new(
-            RoomSettings {
-                typing_timeout: config.typing_timeout(),
-            },
-            metrics.clone(),
-        );
-        let broker = Broker::Memory(registry.clone());
+        let room_settings = RoomSettings {
+            typing_timeout: config.typing_timeout(),
+        };
+        let (registry, broker) = match &config.redis_url {
+            None => {
+                let registry = Registry::new(room_settings, metrics.clone());
+                (registry.clone(), Broker::Memory(registry))
+            }
+            Some(url) => {
+                let (events_tx, events_rx) = tokio::sync::mpsc::channel(ROOM_EVENTS_QUEUE);
+                let hooks = crate::room::RoomHooks { events: events_tx };
+                let registry = Registry::with_hooks(room_settings, metrics.clone(), hooks);
+                let settings = RedisSettings {
+                    url: url.clone(),
+                    receive_buffer: config.redis_receive_buffer,
+                    node_ttl: config.node_ttl(),
+                };
+                let redis =
+                    RedisBroker::connect(settings, registry.clone(), events_rx, metrics.clone())
+                        .await?;
+                (registry, Broker::Redis(redis))
+            }
+        };
         let persister_stop = CancellationToken::new();
         let (persister, persister_task) = Persister::spawn(
             store.clone(),
@@ -242,6 +262,7 @@ impl Application {
                 Err(_) => server.abort(),
             }
         }
+        state.broker.shutdown().await;
         state.store.close().await;
         result
     }

@@ -117,6 +117,26 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_PERSIST_BATCH", default_value_t = 256)]
     pub persist_batch: usize,
 
+    /// `redis://…`: fan events out across nodes with Redis pub/sub, and keep
+    /// presence and per-user socket counts cluster-wide; default: one node.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Envelopes the Redis subscriber buffers before it counts them lost
+    /// and asks rooms to resync (fred's default of 32 is far too small).
+    #[arg(long, env = "VRIDGE_REDIS_RECEIVE_BUFFER", default_value_t = 65_536)]
+    pub redis_receive_buffer: usize,
+
+    /// A node whose heartbeat is older than this is dropped from presence
+    /// and from socket counts, in milliseconds (heartbeat: a third of it).
+    #[arg(long, env = "VRIDGE_NODE_TTL_MS", default_value_t = 15_000)]
+    pub node_ttl_ms: u64,
+
+    /// Most comments a resume (`?since=`) returns; past it `initial_state`
+    /// says `resume_complete: false` and the client resumes again.
+    #[arg(long, env = "VRIDGE_RESUME_MAX_COMMENTS", default_value_t = 1000)]
+    pub resume_max_comments: u32,
+
     /// How long shutdown may take to flush and close, in seconds.
     #[arg(long, env = "VRIDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
@@ -174,6 +194,10 @@ impl Config {
 
     pub fn typing_timeout(&self) -> Duration {
         Duration::from_millis(self.typing_timeout_ms.max(1))
+    }
+
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_millis(self.node_ttl_ms.max(300))
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

@@ -34,6 +34,11 @@ pub enum ServerMessage {
     PresenceLeave { user_id: UserId },
     /// Something was refused; the socket stays open.
     Error { message: String },
+    /// Events of this project may have been lost on their way to this
+    /// server (the cross-node broker lagged or reconnected). The socket stays
+    /// open and live events go on; to fill the gap the client reconnects
+    /// with `?since=<the newest comment id it holds>`.
+    Resync { reason: String },
     /// Several events in one frame, in order.
     Batch { messages: Vec<ServerMessage> },
 }
@@ -46,9 +51,21 @@ pub struct InitialState {
     pub comments: Vec<Comment>,
     /// Users with at least one socket open to this project, in id order.
     pub online_users: Vec<UserId>,
-    /// The id of the newest comment stored when this state was taken; live
-    /// `comment` events that follow all have larger ids.
+    /// The id of the newest comment in `comments` (or, when `comments` is
+    /// empty, the newest comment the client already holds); live `comment`
+    /// events that follow all have larger ids.
     pub last_comment_id: Option<CommentId>,
+    /// The `since` the client resumed from (`?since=<comment id>`), if it
+    /// asked for a resume. Then `comments` holds every comment of the project
+    /// after that id, oldest first, instead of the newest ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<CommentId>,
+    /// For a resume: true when `comments` holds *every* comment after
+    /// `resumed_from`; false when the server capped the answer, in which case
+    /// the client resumes again from `last_comment_id` to get the rest.
+    /// Absent when the client did not ask for a resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_complete: Option<bool>,
 }
 
 /// Acknowledges a `comment_add` once it is stored.

@@ -11,7 +11,7 @@ use vridge_protocol::codec::encode;
 use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
 use super::registry::Registry;
-use super::{ConnId, Joined, RoomCmd};
+use super::{ConnId, Joined, RoomCmd, RoomEvent};
 use crate::ws::outbox::{OutFrame, Outbox};
 
 struct Member {
@@ -75,6 +75,7 @@ impl Room {
     /// dropped, and the joiner retries on a fresh room.
     async fn retire(&self, mut rx: mpsc::Receiver<RoomCmd>) {
         self.registry.forget(self.project, self.instance);
+        self.registry.report(RoomEvent::Retired(self.project));
         rx.close();
         while let Some(cmd) = rx.recv().await {
             drop(cmd);
@@ -99,7 +100,7 @@ impl Room {
                     return;
                 }
                 if first {
-                    self.broadcast(&ServerMessage::PresenceJoin { user_id: user }, Some(user));
+                    self.announce_online(user);
                 }
                 if !self.typing.is_empty() {
                     self.replay_typing(conn);
@@ -119,6 +120,8 @@ impl Room {
                         }
                         Some(*user_id)
                     }
+                    // Nobody is told they joined themselves.
+                    ServerMessage::PresenceJoin { user_id } => Some(*user_id),
                     _ => None,
                 };
                 self.broadcast(&msg, except);
@@ -191,12 +194,34 @@ impl Room {
                 };
                 pending.extend(self.fan_out(&stop, Some(member.user)));
             }
-            pending.extend(self.fan_out(
-                &ServerMessage::PresenceLeave {
-                    user_id: member.user,
-                },
-                None,
-            ));
+            if self.registry.has_hooks() {
+                // The broker decides whether this was the user's last socket
+                // on any node, and tells every node's members.
+                self.registry.report(RoomEvent::UserOffline {
+                    project: self.project,
+                    user: member.user,
+                });
+            } else {
+                pending.extend(self.fan_out(
+                    &ServerMessage::PresenceLeave {
+                        user_id: member.user,
+                    },
+                    None,
+                ));
+            }
+        }
+    }
+
+    /// A user's first socket here opened: tell the room (one node) or the
+    /// broker, which announces it only when it is the user's first anywhere.
+    fn announce_online(&mut self, user: UserId) {
+        if self.registry.has_hooks() {
+            self.registry.report(RoomEvent::UserOnline {
+                project: self.project,
+                user,
+            });
+        } else {
+            self.broadcast(&ServerMessage::PresenceJoin { user_id: user }, Some(user));
         }
     }
 
@@ -281,6 +306,7 @@ pub(crate) fn out_kind(msg: &ServerMessage) -> &'static str {
         ServerMessage::StatusChanged { .. } => "status_changed",
         ServerMessage::PresenceJoin { .. } | ServerMessage::PresenceLeave { .. } => "presence",
         ServerMessage::Error { .. } => "error",
+        ServerMessage::Resync { .. } => "resync",
         ServerMessage::Batch { .. } => "batch",
     }
 }

@@ -16,6 +16,8 @@ use vridge_protocol::{ServerMessage, UserId};
 
 pub use registry::{Registry, RoomSettings};
 
+use vridge_protocol::ProjectId;
+
 use crate::ws::outbox::Outbox;
 
 /// Identifies one socket on this node for its whole life.
@@ -47,6 +49,27 @@ pub enum RoomCmd {
         user: UserId,
         code: u16,
     },
+}
+
+/// What rooms tell a cross-node broker about their life. Without hooks (one
+/// node) a room announces presence to its own members itself.
+#[derive(Debug, Clone)]
+pub struct RoomHooks {
+    /// Rooms `try_send` here and never wait: the broker's task also feeds
+    /// rooms, and two bounded queues waiting on each other could deadlock.
+    pub events: mpsc::Sender<RoomEvent>,
+}
+
+/// A change in a room that matters beyond this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// The room retired (its last member left): the node may stop listening
+    /// to the project, unless a new room has been spawned since.
+    Retired(ProjectId),
+    /// A user's first socket in the project opened on this node.
+    UserOnline { project: ProjectId, user: UserId },
+    /// A user's last socket in the project on this node closed.
+    UserOffline { project: ProjectId, user: UserId },
 }
 
 /// A cheap, clonable reference to a running room.

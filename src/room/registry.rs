@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
 use super::actor::Room;
-use super::{ConnId, Joined, RoomCmd, RoomHandle};
+use super::{ConnId, Joined, RoomCmd, RoomEvent, RoomHandle, RoomHooks};
 use crate::metrics::Metrics;
 use crate::ws::outbox::Outbox;
 
@@ -35,6 +35,8 @@ struct Inner {
     next_instance: AtomicU64,
     settings: RoomSettings,
     metrics: Arc<Metrics>,
+    /// Set when a cross-node broker runs; lives as long as the registry.
+    hooks: Option<RoomHooks>,
 }
 
 /// The rooms of this node. Cheap to clone.
@@ -45,14 +47,46 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(settings: RoomSettings, metrics: Arc<Metrics>) -> Self {
+        Self::build(settings, metrics, None)
+    }
+
+    /// A registry whose rooms report their life to a cross-node broker;
+    /// presence is then announced by the broker, across nodes.
+    pub fn with_hooks(settings: RoomSettings, metrics: Arc<Metrics>, hooks: RoomHooks) -> Self {
+        Self::build(settings, metrics, Some(hooks))
+    }
+
+    fn build(settings: RoomSettings, metrics: Arc<Metrics>, hooks: Option<RoomHooks>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 rooms: DashMap::new(),
                 next_instance: AtomicU64::new(1),
                 settings,
                 metrics,
+                hooks,
             }),
         }
+    }
+
+    /// Whether rooms report to a cross-node broker.
+    pub(super) fn has_hooks(&self) -> bool {
+        self.inner.hooks.is_some()
+    }
+
+    /// Tells the cross-node broker about `event`, never waiting; a full
+    /// queue counts as a broker loss.
+    pub(super) fn report(&self, event: RoomEvent) {
+        if let Some(hooks) = &self.inner.hooks
+            && hooks.events.try_send(event).is_err()
+        {
+            self.inner.metrics.broker_lost.fetch_add(1, Relaxed);
+            tracing::warn!("room event dropped: the broker queue is full");
+        }
+    }
+
+    /// Whether the project has a room on this node right now.
+    pub fn has_room(&self, project: ProjectId) -> bool {
+        self.inner.rooms.contains_key(&project)
     }
 
     pub(super) fn settings(&self) -> &RoomSettings {

@@ -34,6 +34,17 @@ impl Store {
     /// request whose (user, idempotency key) is already stored — earlier, or
     /// earlier in the same batch — gets the original comment back, marked
     /// duplicate, and nothing new is written for it.
+    ///
+    /// Ids of one project become visible in id order, on both engines, which
+    /// is what lets a reader treat "the newest id I read" as a watermark
+    /// (gapless resume, `initial_state`). SQLite has one writer at a time.
+    /// PostgreSQL hands identity ids out at INSERT time, so two nodes'
+    /// transactions could commit a lower id after a higher one; this takes a
+    /// transaction-scoped advisory lock per project of the batch (keyed by
+    /// the project id, in ascending order so two batches never deadlock)
+    /// before inserting, so within a project the next ids are only handed
+    /// out once the previous holder committed. Different projects never wait
+    /// for each other.
     pub async fn insert_comments(
         &self,
         requests: &[CommentRequest],
@@ -42,8 +53,20 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = now_ms();
+        let postgres = matches!(self, Store::Postgres(_));
+        let mut projects: Vec<ProjectId> = requests.iter().map(|r| r.project_id).collect();
+        projects.sort_unstable();
+        projects.dedup();
         let (inserted, existing) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            if postgres {
+                for project in &projects {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(*project)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             let mut insert = QueryBuilder::new(
                 "INSERT INTO comments (project_id, feedback_id, user_id, text, title, section, security, \
                  video_timestamp, idempotency_key, created_at) ",

@@ -19,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::Instrument;
-use vridge_protocol::Encoding;
+use vridge_protocol::{CommentId, Encoding};
 
 use crate::app::AppState;
 use crate::config::Config;
@@ -67,6 +67,16 @@ fn token_of(req: &Request) -> Option<String> {
     })
 }
 
+/// `?since=<comment id>`: the client resumes after the newest comment it
+/// holds. Anything that is not an id is ignored (a plain join).
+fn since_of(req: &Request) -> Option<CommentId> {
+    req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "since")
+            .and_then(|(_, v)| v.parse().ok())
+    })
+}
+
 async fn upgrade(
     State(app): State<AppState>,
     Path(project): Path<String>,
@@ -105,6 +115,7 @@ async fn upgrade(
         project,
         token: token_of(&req),
         encoding,
+        since: since_of(&req),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let socket_config = app.ws_config;

@@ -12,8 +12,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use vridge_protocol::codec::{decode_client, encode};
 use vridge_protocol::{
-    ClientMessage, DecodeError, Encoding, InitialState, NewComment, NewReaction, ProjectId,
-    ServerMessage, UserId, close,
+    ClientMessage, CommentId, DecodeError, Encoding, InitialState, NewComment, NewReaction,
+    ProjectId, ServerMessage, UserId, close,
 };
 
 use super::outbox::{Closer, Outbox};
@@ -39,6 +39,8 @@ pub struct Handshake {
     pub project: ProjectId,
     pub token: Option<String>,
     pub encoding: Encoding,
+    /// `?since=`: the newest comment id the client holds (a resume).
+    pub since: Option<CommentId>,
 }
 
 /// Runs one socket to its end.
@@ -73,6 +75,15 @@ where
     else {
         return refuse(&mut sink, &mut stream, close::TOO_MANY_CONNECTIONS).await;
     };
+    // The local count is the fast path; the cluster count (Redis) holds the
+    // limit across nodes.
+    let Some(_cluster_slot) = app
+        .broker
+        .acquire_socket(user, app.config.max_sockets_per_user)
+        .await
+    else {
+        return refuse(&mut sink, &mut stream, close::TOO_MANY_CONNECTIONS).await;
+    };
 
     app.metrics.sockets_open.fetch_add(1, Relaxed);
     let conn = app.next_conn_id();
@@ -85,6 +96,9 @@ where
         .registry
         .join(handshake.project, conn, user, outbox.clone())
         .await;
+    // Events of other nodes must flow before history is read (see
+    // `Session::initial_state`).
+    app.broker.listen(handshake.project).await;
     let session = Session {
         app: app.clone(),
         project: handshake.project,
@@ -93,7 +107,11 @@ where
         outbox,
         closer: closer.clone(),
     };
-    match session.initial_state(joined.online_users).await {
+    let online = app
+        .broker
+        .online_users(handshake.project, joined.online_users)
+        .await;
+    match session.initial_state(online, handshake.since).await {
         Some((preamble, watermark)) => {
             let last_seen = Arc::new(LastSeen::new());
             let settings = WriterSettings {
@@ -168,29 +186,64 @@ struct Session {
 }
 
 impl Session {
-    /// Encodes `initial_state`; returns it and the newest comment id in it.
+    /// Encodes `initial_state`; returns it and its watermark: the newest
+    /// comment id the client holds once it has read it. The writer drops live
+    /// comments at or below the watermark — they are in `initial_state`.
+    ///
+    /// Gapless switch-over: the socket joined its room (and the broker
+    /// listens to the project) *before* this reads the store, so every
+    /// comment committed after the read is queued live behind this state,
+    /// and every comment committed before it is in the read. That holds only
+    /// if a project's comment ids become visible in id order — a lower id
+    /// committing after a higher one would fall below the watermark and be
+    /// dropped. PostgreSQL identity ids are handed out at INSERT and may
+    /// commit out of order across nodes, so the store takes a per-project
+    /// advisory lock around each comment insert
+    /// ([`Store::insert_comments`](crate::store::Store::insert_comments)):
+    /// within one project, ids commit in id order on every engine, and the
+    /// watermark never hides a comment.
+    ///
+    /// A resume (`since`) returns every comment after `since`, oldest first,
+    /// up to `resume_max_comments`; when capped, `resume_complete` is false
+    /// and the client resumes again from `last_comment_id`.
     async fn initial_state(
         &self,
         online_users: Vec<UserId>,
+        since: Option<CommentId>,
     ) -> Option<(bytes::Bytes, Option<i64>)> {
-        let comments = match self
-            .app
-            .store
-            .latest_comments(self.project, INITIAL_COMMENTS)
-            .await
-        {
+        let store = &self.app.store;
+        let (comments, resume_complete) = match since {
+            None => (
+                store.latest_comments(self.project, INITIAL_COMMENTS).await,
+                None,
+            ),
+            Some(since) => {
+                let max = self.app.config.resume_max_comments.max(1);
+                match store.comments_since(self.project, since, max + 1).await {
+                    Ok(mut comments) => {
+                        let complete = comments.len() <= max as usize;
+                        comments.truncate(max as usize);
+                        (Ok(comments), Some(complete))
+                    }
+                    Err(e) => (Err(e), None),
+                }
+            }
+        };
+        let comments = match comments {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "loading initial comments failed");
                 return None;
             }
         };
-        let last_comment_id = comments.last().map(|c| c.id);
+        let last_comment_id = comments.last().map(|c| c.id).or(since);
         let msg = ServerMessage::InitialState(InitialState {
             project_id: self.project,
             comments,
             online_users,
             last_comment_id,
+            resumed_from: since,
+            resume_complete,
         });
         self.app.metrics.messages_out("initial_state", 1);
         encode(self.outbox.encoding(), &msg)

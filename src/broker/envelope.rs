@@ -1,0 +1,93 @@
+//! What crosses Redis: one MessagePack envelope per event, naming the node
+//! that published it so that node can ignore its own echo (it delivered to
+//! its own members at once, before publishing).
+
+use serde::{Deserialize, Serialize};
+use vridge_protocol::{ProjectId, ServerMessage, UserId};
+
+/// Identifies one server process for its whole life (random at start).
+pub type NodeId = u64;
+
+/// One event on a project's channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The node that published it.
+    pub origin: NodeId,
+    pub project: ProjectId,
+    pub payload: Payload,
+}
+
+/// What the receiving nodes do with an envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Payload {
+    /// Deliver this event to the project's members.
+    Event { message: ServerMessage },
+    /// Close every socket `user` holds to the project with `code`.
+    Evict { user: UserId, code: u16 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("encoding an envelope: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("decoding an envelope: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+}
+
+impl Envelope {
+    /// MessagePack with field names, so nodes of different versions can
+    /// still read each other's envelopes when fields are added.
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        Ok(rmp_serde::to_vec_named(self)?)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        Ok(rmp_serde::from_slice(bytes)?)
+    }
+}
+
+/// The pub/sub channel of a project.
+pub fn channel(project: ProjectId) -> String {
+    format!("vridge:project:{project}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_payload_round_trips_through_messagepack() {
+        let cases = [
+            Payload::Event {
+                message: ServerMessage::Typing {
+                    user_id: 3,
+                    is_typing: true,
+                },
+            },
+            Payload::Event {
+                message: ServerMessage::Resync {
+                    reason: "lagged".into(),
+                },
+            },
+            Payload::Evict {
+                user: 9,
+                code: 4003,
+            },
+        ];
+        for payload in cases {
+            let env = Envelope {
+                origin: u64::MAX,
+                project: 42,
+                payload,
+            };
+            let bytes = env.encode().unwrap();
+            assert_eq!(Envelope::decode(&bytes).unwrap(), env);
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(Envelope::decode(b"\xc1not msgpack").is_err());
+    }
+}

@@ -1,0 +1,484 @@
+//! The Redis broker: fans events out across nodes with Redis pub/sub (fred),
+//! and keeps cross-node presence and per-user socket counts in Redis.
+//!
+//! - Publishing delivers to this node's room at once, then queues a
+//!   MessagePack [`Envelope`] for the publisher task, which writes queued
+//!   envelopes in one pipeline per wake (order kept). A node ignores its own
+//!   echo by the envelope's origin.
+//! - The subscriber's receive buffer (fred's broadcast channel, 32 by
+//!   default) is sized by configuration; a `Lagged` receive means envelopes
+//!   were dropped: they are counted in `vridge_broker_lost_total` and every
+//!   room on this node tells its clients to `resync`. A reconnect does the
+//!   same once the node has resubscribed, since anything published while it
+//!   was away is gone.
+//! - fred reconnects by itself (a [`ReconnectPolicy`] is set) and
+//!   `manage_subscriptions()` resubscribes its tracked channels; the node
+//!   agent ([`super::node`]) also resubscribes the projects it wants, because
+//!   fred tracks only subscriptions that succeeded.
+//! - While Redis is down, local rooms keep working: publishing still
+//!   delivers locally, socket limits fall back to this node's count, and
+//!   presence falls back to this node's view.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::clients::SubscriberClient;
+use fred::prelude::{
+    Builder, Client, ClientLike, Config as RedisConfig, EventInterface, HashesInterface,
+    LuaInterface, PubsubInterface, ReconnectPolicy, Value,
+};
+use fred::types::ClientState;
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vridge_protocol::{ProjectId, ServerMessage, UserId};
+
+use super::envelope::{Envelope, NodeId, Payload, channel};
+use super::node::{AgentCmd, NodeAgent};
+use super::scripts;
+use crate::metrics::Metrics;
+use crate::room::{Registry, RoomEvent};
+
+/// Envelopes queued for publishing before new ones count as lost.
+const OUTGOING_QUEUE: usize = 65_536;
+/// Most envelopes written in one pipeline.
+const PUBLISH_BATCH: usize = 256;
+/// No Redis command waits longer than this; then the caller degrades.
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a joining socket waits for its project's subscription.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Settings of the Redis broker, from configuration.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Capacity of the subscriber's receive buffer (fred's broadcast channel).
+    pub receive_buffer: usize,
+    /// A node whose heartbeat is older than this is dropped from presence.
+    pub node_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+}
+
+/// Handle to the Redis broker. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisBroker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) struct Inner {
+    /// This process, for its whole life.
+    pub(super) node: NodeId,
+    pub(super) registry: Registry,
+    /// Commands, scripts and publishing.
+    pub(super) client: Client,
+    /// Receives the channels of projects this node has rooms for.
+    pub(super) subscriber: SubscriberClient,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) node_ttl: Duration,
+    /// Envelopes for the publisher task.
+    outgoing: mpsc::Sender<Bytes>,
+    /// Commands for the node agent.
+    agent: mpsc::Sender<AgentCmd>,
+    /// Stops the receiver and publisher tasks.
+    stop: CancellationToken,
+    /// The background tasks, awaited at shutdown.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// fred's resubscribing task; it runs until aborted at shutdown.
+    resubscriber: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RedisBroker {
+    /// Connects both clients, starts the receiver, publisher and node agent.
+    /// `room_events` is the receiving end of the registry's hooks.
+    pub async fn connect(
+        settings: RedisSettings,
+        registry: Registry,
+        room_events: mpsc::Receiver<RoomEvent>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BrokerError> {
+        let config = RedisConfig::from_url(&settings.url)?;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_performance_config(|p| {
+                p.broadcast_channel_capacity = settings.receive_buffer.max(32);
+                p.default_command_timeout = COMMAND_TIMEOUT;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = COMMAND_TIMEOUT;
+                c.internal_command_timeout = COMMAND_TIMEOUT;
+            })
+            // 0 attempts = keep trying forever, backing off to 1 s.
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2));
+        let client = builder.build()?;
+        let subscriber = builder.build_subscriber_client()?;
+        client.init().await?;
+        subscriber.init().await?;
+        let resubscriber = subscriber.manage_subscriptions();
+
+        let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (agent_tx, agent_rx) = mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            node: rand::random(),
+            registry,
+            client,
+            subscriber,
+            metrics,
+            node_ttl: settings.node_ttl,
+            outgoing: outgoing_tx,
+            agent: agent_tx,
+            stop: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+            resubscriber: Mutex::new(Some(resubscriber)),
+        });
+        let receiver = tokio::spawn(receive(
+            inner.clone(),
+            inner.subscriber.message_rx(),
+            inner.subscriber.reconnect_rx(),
+        ));
+        let publisher = tokio::spawn(publish_queued(inner.clone(), outgoing_rx));
+        let agent = tokio::spawn(NodeAgent::new(inner.clone()).run(agent_rx, room_events));
+        inner
+            .tasks
+            .lock()
+            .await
+            .extend([receiver, publisher, agent]);
+        tracing::info!(node = inner.node, "redis broker connected");
+        Ok(Self { inner })
+    }
+
+    /// This process's node id.
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    pub async fn publish(&self, project: ProjectId, msg: ServerMessage) {
+        self.inner.publish(project, msg).await;
+    }
+
+    pub async fn evict(&self, project: ProjectId, user: UserId, code: u16) {
+        self.inner.registry.evict(project, user, code).await;
+        self.inner.send(&Envelope {
+            origin: self.inner.node,
+            project,
+            payload: Payload::Evict { user, code },
+        });
+    }
+
+    /// Both connections are up and Redis answers a PING in time.
+    pub async fn ready(&self) -> bool {
+        if self.inner.subscriber.state() != ClientState::Connected {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                self.inner.client.ping::<String>(None)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Makes sure this node receives the project's events from other nodes
+    /// before a joining socket loads its history (so nothing committed
+    /// meanwhile slips between the two). Gives up after a few seconds, so a
+    /// Redis outage does not stop local joins.
+    pub async fn listen(&self, project: ProjectId) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .inner
+            .agent
+            .send(AgentCmd::Listen { project, reply })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let _ = tokio::time::timeout(LISTEN_TIMEOUT, done).await;
+    }
+
+    /// Users online in the project on any node, merged with `local` (this
+    /// node's view, which is all there is while Redis is unreachable).
+    pub async fn online_users(&self, project: ProjectId, local: Vec<UserId>) -> Vec<UserId> {
+        let mut users = local;
+        let remote = self
+            .inner
+            .client
+            .hkeys::<Vec<String>, _>(scripts::presence_key(project))
+            .await;
+        match remote {
+            Ok(ids) => users.extend(ids.iter().filter_map(|s| s.parse::<UserId>().ok())),
+            Err(e) => tracing::warn!(error = %e, "reading presence failed; local view only"),
+        }
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
+    /// Takes one of `user`'s socket slots across all nodes. `Ok(None)`: the
+    /// user already holds `max`. When Redis cannot answer, the caller's
+    /// local limit is all that applies (`Err`).
+    pub async fn acquire_socket(
+        &self,
+        user: UserId,
+        max: usize,
+    ) -> Result<Option<RemoteSocketSlot>, BrokerError> {
+        let taken: i64 = self
+            .inner
+            .client
+            .eval(
+                scripts::SOCKET_ACQUIRE,
+                vec![scripts::sockets_key(user)],
+                vec![
+                    self.inner.node.to_string(),
+                    max.to_string(),
+                    scripts::NODE_PREFIX.to_owned(),
+                ],
+            )
+            .await?;
+        Ok((taken == 1).then(|| RemoteSocketSlot {
+            inner: self.inner.clone(),
+            user,
+        }))
+    }
+
+    /// Leaves the cluster cleanly: drops this node's presence (announcing
+    /// the users who went offline), flushes queued envelopes and closes the
+    /// connections. Call after sockets closed and the persister flushed.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .inner
+            .agent
+            .send(AgentCmd::Stop { reply })
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(COMMAND_TIMEOUT * 2, done).await;
+        }
+        self.inner.stop.cancel();
+        let tasks: Vec<JoinHandle<()>> = self.inner.tasks.lock().await.drain(..).collect();
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(COMMAND_TIMEOUT, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        if let Some(resubscriber) = self.inner.resubscriber.lock().await.take() {
+            resubscriber.abort();
+        }
+        let _ = self.inner.client.quit().await;
+        let _ = self.inner.subscriber.quit().await;
+    }
+}
+
+impl Inner {
+    /// Delivers to this node's members now, then to every other node.
+    pub(super) async fn publish(&self, project: ProjectId, msg: ServerMessage) {
+        let envelope = Envelope {
+            origin: self.node,
+            project,
+            payload: Payload::Event { message: msg },
+        };
+        self.send(&envelope);
+        if let Payload::Event { message } = envelope.payload {
+            self.registry.deliver(project, Arc::new(message)).await;
+        }
+    }
+
+    /// Queues an envelope for other nodes; never waits. A full queue (Redis
+    /// far behind or away) counts as a loss.
+    fn send(&self, envelope: &Envelope) {
+        let bytes = match envelope.encode() {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(error = %e, "encoding an envelope failed");
+                return;
+            }
+        };
+        let mut framed = Vec::with_capacity(8 + bytes.len());
+        framed.extend_from_slice(&envelope.project.to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        if self.outgoing.try_send(Bytes::from(framed)).is_err() {
+            self.metrics.broker_lost.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Tells every room on this node that events may have been lost.
+    pub(super) async fn resync_all(&self, reason: &str) {
+        for project in self.registry.active_projects() {
+            let msg = ServerMessage::Resync {
+                reason: reason.to_owned(),
+            };
+            self.registry.deliver(project, Arc::new(msg)).await;
+        }
+    }
+}
+
+/// Receives other nodes' envelopes and hands them to this node's rooms.
+async fn receive(
+    inner: Arc<Inner>,
+    mut messages: broadcast::Receiver<fred::types::Message>,
+    mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+) {
+    loop {
+        tokio::select! {
+            () = inner.stop.cancelled() => return,
+            reconnect = reconnects.recv() => match reconnect {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    tracing::warn!("redis subscriber reconnected");
+                    let _ = inner.agent.try_send(AgentCmd::Reconnected);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            message = messages.recv() => match message {
+                Ok(message) => on_message(&inner, message).await,
+                Err(broadcast::error::RecvError::Lagged(lost)) => {
+                    tracing::warn!(lost, "redis receive buffer overflowed");
+                    inner.metrics.broker_lost.fetch_add(lost, Relaxed);
+                    inner.resync_all("events were lost between servers").await;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+async fn on_message(inner: &Inner, message: fred::types::Message) {
+    let Some(bytes) = message.value.as_bytes() else {
+        return;
+    };
+    let envelope = match Envelope::decode(bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring an undecodable envelope");
+            return;
+        }
+    };
+    if envelope.origin == inner.node {
+        return;
+    }
+    match envelope.payload {
+        Payload::Event { message } => {
+            inner
+                .registry
+                .deliver(envelope.project, Arc::new(message))
+                .await;
+        }
+        Payload::Evict { user, code } => {
+            inner.registry.evict(envelope.project, user, code).await;
+        }
+    }
+}
+
+/// Writes queued envelopes, several per pipeline, in queue order. Each item
+/// is the project id (8 bytes, big endian) followed by the envelope.
+async fn publish_queued(inner: Arc<Inner>, mut rx: mpsc::Receiver<Bytes>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    loop {
+        let first = tokio::select! {
+            biased;
+            item = rx.recv() => item,
+            () = inner.stop.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        while batch.len() < PUBLISH_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        write_batch(&inner, &mut batch).await;
+    }
+    // Flush what is still queued, then stop.
+    while let Ok(item) = rx.try_recv() {
+        batch.push(item);
+        if batch.len() == PUBLISH_BATCH {
+            write_batch(&inner, &mut batch).await;
+        }
+    }
+    write_batch(&inner, &mut batch).await;
+}
+
+async fn write_batch(inner: &Inner, batch: &mut Vec<Bytes>) {
+    if batch.is_empty() {
+        return;
+    }
+    let pipeline = inner.client.pipeline();
+    let mut queued = 0u64;
+    for item in batch.drain(..) {
+        if item.len() < 8 {
+            continue;
+        }
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&item[..8]);
+        let project = ProjectId::from_be_bytes(id);
+        let payload = item.slice(8..);
+        if pipeline
+            .publish::<Value, _, _>(channel(project), payload)
+            .await
+            .is_ok()
+        {
+            queued += 1;
+        }
+    }
+    if let Err(e) = pipeline.all::<Vec<Value>>().await {
+        tracing::warn!(error = %e, envelopes = queued, "publishing to redis failed");
+        inner.metrics.broker_lost.fetch_add(queued, Relaxed);
+    }
+}
+
+/// One socket slot counted in Redis; given back when dropped.
+pub struct RemoteSocketSlot {
+    inner: Arc<Inner>,
+    user: UserId,
+}
+
+impl fmt::Debug for RemoteSocketSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteSocketSlot")
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl Drop for RemoteSocketSlot {
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        let user = self.user;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let released: Result<i64, _> = inner
+                    .client
+                    .eval(
+                        scripts::SOCKET_RELEASE,
+                        vec![scripts::sockets_key(user)],
+                        vec![inner.node.to_string()],
+                    )
+                    .await;
+                if let Err(e) = released {
+                    // The slot lapses with this node's heartbeat if it was
+                    // never given back (see SOCKET_ACQUIRE).
+                    tracing::warn!(error = %e, "releasing a socket slot failed");
+                }
+            });
+        }
+    }
+}
