@@ -2,7 +2,9 @@
 //! database, seeded fixtures, and real WebSocket clients.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod rest;
+pub mod services;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     _tmp: Option<tempfile::TempDir>,
+    /// The PostgreSQL database this server owns, dropped with it.
+    _db: Option<std::sync::Arc<services::TestDatabase>>,
 }
 
 impl TestServer {
@@ -91,7 +95,28 @@ impl TestServer {
             stop: Some(stop),
             task,
             _tmp: None,
+            _db: None,
         }
+    }
+
+    /// A server on a fresh PostgreSQL database (on the server at
+    /// `TEST_DATABASE_URL`), dropped with the server.
+    pub async fn spawn_postgres() -> Self {
+        Self::spawn_postgres_with(&[]).await
+    }
+
+    pub async fn spawn_postgres_with(extra: &[&str]) -> Self {
+        let db = std::sync::Arc::new(services::TestDatabase::create().await);
+        let mut args = vec!["--database-url", db.url.as_str()];
+        args.extend_from_slice(extra);
+        let mut server = Self::spawn_with(&args).await;
+        server._db = Some(db);
+        server
+    }
+
+    /// Keeps `db` alive as long as this server.
+    pub fn hold_database(&mut self, db: std::sync::Arc<services::TestDatabase>) {
+        self._db = Some(db);
     }
 
     /// Shuts down gracefully and waits for it.

@@ -1,0 +1,322 @@
+//! Two server nodes sharing PostgreSQL and Redis act as one: clients on
+//! each see the other's comments, reactions, typing, presence and REST-side
+//! events; socket limits and evictions hold across nodes; a reconnecting
+//! client resumes without a gap.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::Cluster;
+use common::*;
+use vridge_protocol::{ClientMessage, Comment, NewReaction, ServerMessage, close};
+
+const NO_LIMITS: &[&str] = &["--no-rate-limits"];
+
+fn comment_of(msg: ServerMessage) -> Comment {
+    match msg {
+        ServerMessage::Comment { comment, .. } => comment,
+        other => panic!("expected a comment, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_two_nodes_see_each_others_comments_once_and_in_order() {
+    let cluster = Cluster::start(2, NO_LIMITS).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let (mut a, _) = n0.join(f.project.id, f.editor.id).await;
+    let (mut b, _) = n1.join(f.project.id, f.editor2.id).await;
+    for i in 0..5 {
+        a.send(&comment_add(f.feedback[0], &format!("a{i}"), None))
+            .await;
+    }
+    let mut on_b = Vec::new();
+    for _ in 0..5 {
+        on_b.push(comment_of(b.expect(is_comment).await).text);
+    }
+    assert_eq!(on_b, ["a0", "a1", "a2", "a3", "a4"]);
+    b.send(&comment_add(f.feedback[1], "from node 1", Some("b-1")))
+        .await;
+    let ServerMessage::CommentAck(ack) = b.expect(is_ack).await else {
+        unreachable!()
+    };
+    let seen = comment_of(a.expect(|m| matches!(m, ServerMessage::Comment { comment, .. } if comment.text == "from node 1")).await);
+    assert_eq!(seen.id, ack.comment_id);
+    // The origin delivers at once and ignores its own echo: exactly one copy.
+    b.expect(is_comment).await;
+    b.expect_none(Duration::from_millis(500), is_comment).await;
+    a.expect_none(Duration::from_millis(300), is_comment).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_reactions_and_rest_events_cross_nodes() {
+    let cluster = Cluster::start(2, NO_LIMITS).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let (mut a, _) = n0.join(f.project.id, f.editor.id).await;
+    let (mut b, _) = n1.join(f.project.id, f.editor2.id).await;
+
+    a.send(&ClientMessage::TypingIndicator { is_typing: true })
+        .await;
+    let typing = b
+        .expect(|m| matches!(m, ServerMessage::Typing { .. }))
+        .await;
+    assert_eq!(
+        typing,
+        ServerMessage::Typing {
+            user_id: f.editor.id,
+            is_typing: true
+        }
+    );
+    a.expect_none(Duration::from_millis(300), |m| {
+        matches!(m, ServerMessage::Typing { .. })
+    })
+    .await;
+
+    a.send(&comment_add(f.feedback[0], "react to me", None))
+        .await;
+    let comment = comment_of(b.expect(is_comment).await);
+    b.send(&ClientMessage::ReactionAdd {
+        reaction: NewReaction {
+            comment_id: comment.id,
+            emoji: "👍".into(),
+        },
+    })
+    .await;
+    let reaction = a
+        .expect(|m| matches!(m, ServerMessage::Reaction { .. }))
+        .await;
+    let ServerMessage::Reaction { reaction, user_id } = reaction else {
+        unreachable!()
+    };
+    assert_eq!((reaction.comment_id, user_id), (comment.id, f.editor2.id));
+
+    // Events published by node 0 on behalf of REST clients reach node 1.
+    n0.state
+        .broker
+        .publish(
+            f.project.id,
+            ServerMessage::StatusChanged {
+                feedback_id: f.feedback[0],
+                status: "resolved".into(),
+                priority: "high".into(),
+                user_id: f.owner.id,
+            },
+        )
+        .await;
+    let status = b
+        .expect(|m| matches!(m, ServerMessage::StatusChanged { .. }))
+        .await;
+    assert!(
+        matches!(status, ServerMessage::StatusChanged { feedback_id, .. } if feedback_id == f.feedback[0])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_cluster_wide_join_and_leave_once_per_user() {
+    let cluster = Cluster::start(2, &[]).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let (mut a, _) = n0.join(f.project.id, f.editor.id).await;
+    let (mut b, b_state) = n1.join(f.project.id, f.editor2.id).await;
+    assert_eq!(b_state.online_users, {
+        let mut v = vec![f.editor.id, f.editor2.id];
+        v.sort();
+        v
+    });
+    let join = a
+        .expect(|m| matches!(m, ServerMessage::PresenceJoin { .. }))
+        .await;
+    assert_eq!(
+        join,
+        ServerMessage::PresenceJoin {
+            user_id: f.editor2.id
+        }
+    );
+    b.expect_none(Duration::from_millis(300), |m| {
+        matches!(m, ServerMessage::PresenceJoin { .. })
+    })
+    .await;
+
+    // A second socket of the same user, on the other node: no new join, and
+    // closing one of the two is no leave.
+    let (mut b2, _) = n0.join(f.project.id, f.editor2.id).await;
+    a.expect_none(Duration::from_millis(500), |m| {
+        matches!(m, ServerMessage::PresenceJoin { .. })
+    })
+    .await;
+    b2.ws.close(None).await.unwrap();
+    a.expect_none(Duration::from_millis(800), |m| {
+        matches!(m, ServerMessage::PresenceLeave { .. })
+    })
+    .await;
+
+    // The last socket, anywhere: a leave on every node.
+    b.ws.close(None).await.unwrap();
+    let leave = a
+        .expect(|m| matches!(m, ServerMessage::PresenceLeave { .. }))
+        .await;
+    assert_eq!(
+        leave,
+        ServerMessage::PresenceLeave {
+            user_id: f.editor2.id
+        }
+    );
+    let (_c, c_state) = n1.join(f.project.id, f.owner.id).await;
+    let mut expected = vec![f.editor.id, f.owner.id];
+    expected.sort();
+    assert_eq!(c_state.online_users, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_a_disconnect_returns_exactly_the_comments_missed() {
+    let cluster = Cluster::start(2, NO_LIMITS).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let (mut a, _) = n0.join(f.project.id, f.editor.id).await;
+    let (mut b, _) = n1.join(f.project.id, f.editor2.id).await;
+    b.send(&comment_add(f.feedback[0], "before", None)).await;
+    b.expect(is_ack).await;
+    let last_seen = comment_of(a.expect(is_comment).await).id;
+    a.ws.close(None).await.unwrap();
+
+    let mut missed = Vec::new();
+    for i in 0..50 {
+        b.send(&comment_add(
+            f.feedback[i % 2],
+            &format!("missed {i}"),
+            None,
+        ))
+        .await;
+        let ServerMessage::CommentAck(ack) = b.expect(is_ack).await else {
+            unreachable!()
+        };
+        missed.push(ack.comment_id);
+    }
+
+    let url = format!(
+        "{}&since={last_seen}",
+        n0.ws_url(f.project.id, &n0.token(f.editor.id))
+    );
+    let mut a = Client::connect(&url, vridge_protocol::Encoding::Json).await;
+    let ServerMessage::InitialState(state) = a.next().await else {
+        panic!("expected initial_state")
+    };
+    let got: Vec<i64> = state.comments.iter().map(|c| c.id).collect();
+    assert_eq!(got, missed, "exactly the 50 missed comments, in order");
+    assert_eq!(state.resumed_from, Some(last_seen));
+    assert_eq!(state.resume_complete, Some(true));
+    assert_eq!(state.last_comment_id, missed.last().copied());
+
+    // Live events go on after the resume, without duplicates.
+    b.send(&comment_add(f.feedback[0], "after", None)).await;
+    let after = comment_of(a.expect(is_comment).await);
+    assert_eq!(after.text, "after");
+    a.expect_none(Duration::from_millis(500), is_comment).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_resume_says_so_and_resumes_again_from_where_it_stopped() {
+    let cluster = Cluster::start(1, &["--no-rate-limits", "--resume-max-comments", "10"]).await;
+    let n0 = &cluster.nodes[0];
+    let f = n0.fixture().await;
+    let (mut b, _) = n0.join(f.project.id, f.editor2.id).await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        b.send(&comment_add(f.feedback[0], &format!("c{i}"), None))
+            .await;
+        let ServerMessage::CommentAck(ack) = b.expect(is_ack).await else {
+            unreachable!()
+        };
+        ids.push(ack.comment_id);
+    }
+    let mut since = 0;
+    let mut collected = Vec::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let url = format!(
+            "{}&since={since}",
+            n0.ws_url(f.project.id, &n0.token(f.editor.id))
+        );
+        let mut a = Client::connect(&url, vridge_protocol::Encoding::Json).await;
+        let ServerMessage::InitialState(state) = a.next().await else {
+            panic!("expected initial_state")
+        };
+        assert!(state.comments.len() <= 10);
+        collected.extend(state.comments.iter().map(|c| c.id));
+        since = state.last_comment_id.unwrap();
+        if state.resume_complete == Some(true) {
+            break;
+        }
+        assert_eq!(state.comments.len(), 10, "a capped answer is full");
+    }
+    assert_eq!(rounds, 3);
+    assert_eq!(collected, ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_sockets_per_user_hold_across_nodes() {
+    let cluster = Cluster::start(2, &[]).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let mut held = Vec::new();
+    for i in 0..5 {
+        let node = if i % 2 == 0 { n0 } else { n1 };
+        held.push(node.join(f.project.id, f.editor.id).await.0);
+    }
+    for node in [n0, n1] {
+        let mut sixth = Client::connect(
+            &node.ws_url(f.project.id, &node.token(f.editor.id)),
+            vridge_protocol::Encoding::Json,
+        )
+        .await;
+        assert_eq!(
+            sixth.ended().await,
+            Ended::Closed(close::TOO_MANY_CONNECTIONS)
+        );
+    }
+    let mut first = held.remove(0);
+    first.ws.close(None).await.unwrap();
+    let _ = first.ended().await;
+    // The freed slot is given back asynchronously; it becomes usable soon.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut c = Client::connect(
+            &n1.ws_url(f.project.id, &n1.token(f.editor.id)),
+            vridge_protocol::Encoding::Json,
+        )
+        .await;
+        match c.try_next().await {
+            Some(ServerMessage::InitialState(_)) => break,
+            _ if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => panic!("the freed slot was never usable: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_on_one_node_closes_the_users_sockets_on_every_node() {
+    let cluster = Cluster::start(2, &[]).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let (mut on_n1, _) = n1.join(f.project.id, f.viewer.id).await;
+    let (mut other, _) = n1.join(f.project.id, f.editor.id).await;
+    n0.state
+        .broker
+        .evict(f.project.id, f.viewer.id, close::PERMISSION_DENIED)
+        .await;
+    assert_eq!(on_n1.ended().await, Ended::Closed(close::PERMISSION_DENIED));
+    let leave = other
+        .expect(|m| matches!(m, ServerMessage::PresenceLeave { .. }))
+        .await;
+    assert_eq!(
+        leave,
+        ServerMessage::PresenceLeave {
+            user_id: f.viewer.id
+        }
+    );
+}
