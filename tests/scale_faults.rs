@@ -1,0 +1,312 @@
+//! Faults of the backing services, with test-owned instances: a private
+//! redis-server that is killed and restarted, a TCP proxy in front of the
+//! shared PostgreSQL that is cut, a node process killed without goodbye,
+//! and a Redis receive buffer overflowed on purpose.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::cluster::Cluster;
+use common::services::{CuttableProxy, TestDatabase, TestRedis, free_port, test_database_url};
+use common::*;
+use fred::prelude::{Builder, ClientLike, Config as RedisConfig, PubsubInterface, Value};
+use vridge_protocol::{ServerMessage, UserId};
+use vridge_realtime::broker::{Envelope, Payload};
+
+/// Waits up to `limit` for a message matching `pred` (longer than [`WAIT`]
+/// for things that involve reconnect back-offs and heartbeats).
+async fn expect_within<F: FnMut(&ServerMessage) -> bool>(
+    client: &mut Client,
+    limit: Duration,
+    mut pred: F,
+) -> ServerMessage {
+    tokio::time::timeout(limit, async {
+        loop {
+            match client.try_next().await {
+                Some(msg) if pred(&msg) => return msg,
+                Some(_) => continue,
+                None => panic!("socket ended before the expected message"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("expected message did not arrive within {limit:?}"))
+}
+
+async fn ready_status(server_addr: std::net::SocketAddr) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{server_addr}/health/ready"))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn wait_ready(addr: std::net::SocketAddr, want: u16, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let status = ready_status(addr).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health/ready stayed {status}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn text_is(text: &'static str) -> impl FnMut(&ServerMessage) -> bool {
+    move |m| matches!(m, ServerMessage::Comment { comment, .. } if comment.text == text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_keeps_local_rooms_working_and_cross_node_delivery_resumes() {
+    let mut cluster = Cluster::start(2, &["--no-rate-limits"]).await;
+    let (addr0, addr1) = (cluster.nodes[0].addr, cluster.nodes[1].addr);
+    let f = cluster.nodes[0].fixture().await;
+    let (mut a, _) = cluster.nodes[0].join(f.project.id, f.editor.id).await;
+    let (mut c, _) = cluster.nodes[0].join(f.project.id, f.owner.id).await;
+    let (mut b, _) = cluster.nodes[1].join(f.project.id, f.editor2.id).await;
+    a.send(&comment_add(f.feedback[0], "before", None)).await;
+    let b_last = match b.expect(text_is("before")).await {
+        ServerMessage::Comment { comment, .. } => comment.id,
+        _ => unreachable!(),
+    };
+
+    let port = cluster.redis.port;
+    cluster.redis.stop();
+    wait_ready(addr0, 503, WAIT).await;
+    assert_eq!(ready_status(addr1).await, 503, "both nodes report Redis");
+
+    // The local room keeps working: stored, acknowledged, delivered on node 0.
+    a.send(&comment_add(f.feedback[0], "during", Some("d-1")))
+        .await;
+    let ServerMessage::CommentAck(ack) = a.expect(is_ack).await else {
+        unreachable!()
+    };
+    assert!(!ack.duplicate);
+    c.expect(text_is("during")).await;
+    b.expect_none(Duration::from_millis(500), text_is("during"))
+        .await;
+
+    cluster.redis = TestRedis::start_on(port).await;
+    // Node 1 tells its clients events may be missing once it is back.
+    expect_within(&mut b, Duration::from_secs(15), |m| {
+        matches!(m, ServerMessage::Resync { .. })
+    })
+    .await;
+    wait_ready(addr0, 200, Duration::from_secs(15)).await;
+    wait_ready(addr1, 200, Duration::from_secs(15)).await;
+
+    a.send(&comment_add(f.feedback[0], "after", None)).await;
+    b.expect(text_is("after")).await;
+
+    // The gap is filled by a resume.
+    let n1 = &cluster.nodes[1];
+    let url = format!(
+        "{}&since={b_last}",
+        n1.ws_url(f.project.id, &n1.token(f.editor2.id))
+    );
+    let mut b2 = Client::connect(&url, vridge_protocol::Encoding::Json).await;
+    let ServerMessage::InitialState(state) = b2.next().await else {
+        panic!("expected initial_state")
+    };
+    let texts: Vec<&str> = state.comments.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, ["during", "after"]);
+    assert_eq!(state.resume_complete, Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_comments_honestly_and_recovers() {
+    let upstream: std::net::SocketAddr = {
+        let url = test_database_url();
+        let host = url
+            .split_once('@')
+            .map(|(_, r)| r)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("127.0.0.1:5432")
+            .to_owned();
+        tokio::net::lookup_host(host)
+            .await
+            .expect("resolve PostgreSQL")
+            .next()
+            .expect("an address")
+    };
+    let db = std::sync::Arc::new(TestDatabase::create().await);
+    let proxy = CuttableProxy::start(upstream).await;
+    let url = db.url_via(proxy.addr);
+    let mut server = TestServer::spawn_with(&["--database-url", &url]).await;
+    server.hold_database(db.clone());
+    let f = server.fixture().await;
+    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
+    a.send(&comment_add(f.feedback[0], "warm", None)).await;
+    a.expect(is_ack).await;
+
+    proxy.cut().await;
+    a.send(&comment_add(f.feedback[0], "lost?", Some("m-1")))
+        .await;
+    let reply = expect_within(&mut a, Duration::from_secs(15), |m| {
+        matches!(
+            m,
+            ServerMessage::Error { .. } | ServerMessage::CommentAck(_)
+        )
+    })
+    .await;
+    assert_eq!(
+        reply,
+        ServerMessage::Error {
+            message: "Comment could not be stored, please retry".into()
+        },
+        "never a false acknowledgement"
+    );
+    let live = reqwest::get(server.http("/health/live")).await.unwrap();
+    assert_eq!(live.status(), 200, "the server stays up");
+    assert_eq!(ready_status(server.addr).await, 503);
+
+    proxy.restore();
+    wait_ready(server.addr, 200, Duration::from_secs(15)).await;
+    a.send(&comment_add(f.feedback[0], "lost?", Some("m-1")))
+        .await;
+    let ServerMessage::CommentAck(ack) = a.expect(is_ack).await else {
+        unreachable!()
+    };
+    assert!(
+        !ack.duplicate,
+        "the failed attempt stored nothing, so the retry is the first copy"
+    );
+    let stored = server
+        .state
+        .store
+        .latest_comments(f.project.id, 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(),
+        ["warm", "lost?"]
+    );
+}
+
+/// A node process that is killed (SIGKILL, no goodbye) has its users
+/// dropped from presence well within 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_dies_without_goodbye_leaves_presence_in_time() {
+    let cluster = Cluster::start(1, &["--node-ttl-ms", "1500"]).await;
+    let n0 = &cluster.nodes[0];
+    let f = n0.fixture().await;
+    let (mut watcher, _) = n0.join(f.project.id, f.editor.id).await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vridge-realtime"))
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &tmp.path().to_string_lossy(),
+            "--jwt-secret",
+            JWT_SECRET,
+            "--database-url",
+            &cluster.db.url,
+            "--redis-url",
+            &cluster.redis.url(),
+            "--node-ttl-ms",
+            "1500",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a node process");
+    let child_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_ready(child_addr, 200, Duration::from_secs(20)).await;
+
+    let url = format!(
+        "ws://{child_addr}/ws/feedback/{}?token={}",
+        f.project.id,
+        n0.token(f.viewer.id)
+    );
+    let mut doomed = Client::connect(&url, vridge_protocol::Encoding::Json).await;
+    assert!(matches!(
+        doomed.next().await,
+        ServerMessage::InitialState(_)
+    ));
+    let join = watcher
+        .expect(|m| matches!(m, ServerMessage::PresenceJoin { .. }))
+        .await;
+    assert_eq!(
+        join,
+        ServerMessage::PresenceJoin {
+            user_id: f.viewer.id
+        }
+    );
+
+    child.kill().unwrap();
+    let _ = child.wait();
+    let started = std::time::Instant::now();
+    let leave = expect_within(&mut watcher, Duration::from_secs(30), |m| {
+        matches!(m, ServerMessage::PresenceLeave { .. })
+    })
+    .await;
+    assert_eq!(
+        leave,
+        ServerMessage::PresenceLeave {
+            user_id: f.viewer.id
+        }
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let (_late, state) = n0.join(f.project.id, f.owner.id).await;
+    let online: Vec<UserId> = state.online_users;
+    assert!(!online.contains(&f.viewer.id), "{online:?}");
+}
+
+/// An overflowing receive buffer is a counted loss and a `resync`, never a
+/// silent gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_redis_receiver_counts_the_loss_and_asks_clients_to_resync() {
+    let cluster = Cluster::start(
+        1,
+        &["--redis-receive-buffer", "32", "--outbound-queue", "200000"],
+    )
+    .await;
+    let n0 = &cluster.nodes[0];
+    let f = n0.fixture().await;
+    let (mut a, _) = n0.join(f.project.id, f.editor.id).await;
+
+    let flood = Builder::from_config(RedisConfig::from_url(&cluster.redis.url()).unwrap())
+        .build()
+        .unwrap();
+    flood.init().await.unwrap();
+    let envelope = Envelope {
+        origin: 1,
+        project: f.project.id,
+        payload: Payload::Event {
+            message: ServerMessage::Typing {
+                user_id: f.owner.id,
+                is_typing: true,
+            },
+        },
+    }
+    .encode()
+    .unwrap();
+    let channel = format!("vridge:project:{}", f.project.id);
+    for _ in 0..10 {
+        let pipeline = flood.pipeline();
+        for _ in 0..5_000 {
+            let _: Value = pipeline
+                .publish(channel.as_str(), envelope.clone())
+                .await
+                .unwrap();
+        }
+        let _: Vec<Value> = pipeline.all().await.unwrap();
+    }
+    expect_within(&mut a, Duration::from_secs(30), |m| {
+        matches!(m, ServerMessage::Resync { .. })
+    })
+    .await;
+    assert!(n0.state.metrics.broker_lost.load(Relaxed) > 0);
+}
