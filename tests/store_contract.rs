@@ -1,0 +1,523 @@
+//! One store contract, run against both engines: every test below runs on
+//! a fresh SQLite file and on a fresh PostgreSQL database (created on the
+//! server at `TEST_DATABASE_URL`, dropped afterwards).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::services::TestDatabase;
+use vridge_protocol::NewComment;
+use vridge_realtime::domain::{Emoji, IdempotencyKey, Role, ValidComment};
+use vridge_realtime::store::{CommentRequest, NewFeedback, NewUser, Store, StoreError};
+
+/// A store on a fresh database, and what keeps that database alive.
+struct Fresh {
+    store: Store,
+    _sqlite: Option<tempfile::TempDir>,
+    _postgres: Option<TestDatabase>,
+}
+
+async fn sqlite() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    Fresh {
+        store: Store::connect(&url, 4).await.unwrap(),
+        _sqlite: Some(dir),
+        _postgres: None,
+    }
+}
+
+async fn postgres() -> Fresh {
+    let db = TestDatabase::create().await;
+    Fresh {
+        store: Store::connect(&db.url, 8).await.unwrap(),
+        _sqlite: None,
+        _postgres: Some(db),
+    }
+}
+
+/// Runs each contract test on both engines.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let fresh = super::sqlite().await;
+                super::$name(&fresh.store).await;
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let fresh = super::postgres().await;
+                super::$name(&fresh.store).await;
+            })*
+        }
+    };
+}
+
+contract!(
+    a_batch_is_stored_with_one_outcome_per_request_in_request_order,
+    duplicates_within_one_batch_are_stored_once,
+    duplicates_across_batches_return_the_original,
+    latest_comments_are_the_newest_oldest_first,
+    comments_since_is_exclusive_ordered_limited_and_per_project,
+    a_reaction_is_stored_once_per_comment_user_and_emoji,
+    member_role_answers_members_only,
+    a_taken_email_or_membership_is_a_conflict,
+    feedback_belongs_to_its_project,
+    comment_ids_become_visible_in_id_order_under_concurrent_writers,
+);
+
+struct World {
+    project: i64,
+    other_project: i64,
+    users: Vec<i64>,
+    feedback: i64,
+    other_feedback: i64,
+}
+
+async fn world(store: &Store) -> World {
+    let mut users = Vec::new();
+    for name in ["ann", "bob", "cat"] {
+        let email = format!("{name}@contract.test");
+        let user = store
+            .create_user(&NewUser {
+                email: &email,
+                username: name,
+                password_hash: None,
+            })
+            .await
+            .unwrap();
+        users.push(user.id);
+    }
+    let project = store.create_project(users[0], "P", "").await.unwrap().id;
+    let other_project = store.create_project(users[0], "Q", "").await.unwrap().id;
+    store
+        .add_member(project, users[1], Role::Editor)
+        .await
+        .unwrap();
+    let feedback = new_feedback(store, project, users[0]).await;
+    let other_feedback = new_feedback(store, other_project, users[0]).await;
+    World {
+        project,
+        other_project,
+        users,
+        feedback,
+        other_feedback,
+    }
+}
+
+async fn new_feedback(store: &Store, project: i64, user: i64) -> i64 {
+    store
+        .create_feedback(&NewFeedback {
+            project_id: project,
+            created_by: user,
+            title: "Intro",
+            priority: "high",
+            timestamp: Some(2.0),
+            video_url: None,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+fn request(w: &World, user: i64, text: &str, key: Option<&str>) -> CommentRequest {
+    request_in(w.project, w.feedback, user, text, key)
+}
+
+fn request_in(
+    project: i64,
+    feedback: i64,
+    user: i64,
+    text: &str,
+    key: Option<&str>,
+) -> CommentRequest {
+    CommentRequest {
+        project_id: project,
+        user_id: user,
+        comment: ValidComment::parse(NewComment {
+            feedback_id: feedback,
+            text: text.into(),
+            title: Some("t".into()),
+            section: None,
+            security: None,
+            timestamp: Some(1.25),
+        })
+        .unwrap(),
+        key: IdempotencyKey::from_client(key).unwrap(),
+    }
+}
+
+async fn a_batch_is_stored_with_one_outcome_per_request_in_request_order(store: &Store) {
+    let w = world(store).await;
+    let batch: Vec<_> = (0..5)
+        .map(|i| request(&w, w.users[i % 2], &format!("c{i}"), None))
+        .collect();
+    let out = store.insert_comments(&batch).await.unwrap();
+    let texts: Vec<&str> = out.iter().map(|o| o.comment.text.as_str()).collect();
+    assert_eq!(texts, ["c0", "c1", "c2", "c3", "c4"]);
+    assert!(out.iter().all(|o| !o.duplicate));
+    let ids: Vec<i64> = out.iter().map(|o| o.comment.id).collect();
+    assert!(
+        ids.windows(2).all(|p| p[0] < p[1]),
+        "ids follow request order: {ids:?}"
+    );
+    let first = &out[0].comment;
+    assert_eq!(
+        (first.project_id, first.feedback_id, first.user_id),
+        (w.project, w.feedback, w.users[0])
+    );
+    assert_eq!(
+        (first.title.as_deref(), first.timestamp),
+        (Some("t"), Some(1.25))
+    );
+    assert!(store.insert_comments(&[]).await.unwrap().is_empty());
+}
+
+async fn duplicates_within_one_batch_are_stored_once(store: &Store) {
+    let w = world(store).await;
+    let batch = vec![
+        request(&w, w.users[0], "first", Some("k1")),
+        request(&w, w.users[0], "retry", Some("k1")),
+        // Same key, other user: a different comment.
+        request(&w, w.users[1], "bob's", Some("k1")),
+        request(&w, w.users[0], "third", Some("k1")),
+    ];
+    let out = store.insert_comments(&batch).await.unwrap();
+    assert_eq!(
+        out.iter().map(|o| o.duplicate).collect::<Vec<_>>(),
+        [false, true, false, true]
+    );
+    assert_eq!(
+        out[1].comment, out[0].comment,
+        "a duplicate returns the original"
+    );
+    assert_eq!(out[3].comment.text, "first");
+    assert_eq!(out[2].comment.text, "bob's");
+    assert_eq!(store.latest_comments(w.project, 50).await.unwrap().len(), 2);
+}
+
+async fn duplicates_across_batches_return_the_original(store: &Store) {
+    let w = world(store).await;
+    let first = store
+        .insert_comments(&[request(&w, w.users[0], "orig", Some("m-1"))])
+        .await
+        .unwrap();
+    let again = store
+        .insert_comments(&[
+            request(&w, w.users[1], "new", None),
+            request(&w, w.users[0], "changed text", Some("m-1")),
+        ])
+        .await
+        .unwrap();
+    assert!(!again[0].duplicate);
+    assert!(again[1].duplicate);
+    assert_eq!(again[1].comment, first[0].comment);
+    let stored = store.latest_comments(w.project, 50).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(),
+        ["orig", "new"]
+    );
+}
+
+async fn latest_comments_are_the_newest_oldest_first(store: &Store) {
+    let w = world(store).await;
+    assert!(
+        store
+            .latest_comments(w.project, 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let batch: Vec<_> = (0..30)
+        .map(|i| request(&w, w.users[0], &format!("c{i}"), None))
+        .collect();
+    store.insert_comments(&batch).await.unwrap();
+    store
+        .insert_comments(&[request_in(
+            w.other_project,
+            w.other_feedback,
+            w.users[0],
+            "elsewhere",
+            None,
+        )])
+        .await
+        .unwrap();
+    let latest = store.latest_comments(w.project, 20).await.unwrap();
+    let texts: Vec<String> = latest.iter().map(|c| c.text.clone()).collect();
+    let expected: Vec<String> = (10..30).map(|i| format!("c{i}")).collect();
+    assert_eq!(texts, expected);
+}
+
+async fn comments_since_is_exclusive_ordered_limited_and_per_project(store: &Store) {
+    let w = world(store).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let out = store
+            .insert_comments(&[
+                request(&w, w.users[0], &format!("c{i}"), None),
+                request_in(w.other_project, w.other_feedback, w.users[0], "x", None),
+            ])
+            .await
+            .unwrap();
+        ids.push(out[0].comment.id);
+    }
+    let since = store.comments_since(w.project, ids[3], 100).await.unwrap();
+    assert_eq!(
+        since.iter().map(|c| c.id).collect::<Vec<_>>(),
+        ids[4..].to_vec()
+    );
+    let limited = store.comments_since(w.project, ids[3], 2).await.unwrap();
+    assert_eq!(
+        limited.iter().map(|c| c.id).collect::<Vec<_>>(),
+        ids[4..6].to_vec()
+    );
+    assert!(
+        store
+            .comments_since(w.project, ids[9], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.comments_since(w.project, 0, 100).await.unwrap().len(),
+        10
+    );
+    assert_eq!(
+        store.comment_project(ids[0]).await.unwrap(),
+        Some(w.project)
+    );
+    assert_eq!(store.comment_project(i64::MAX).await.unwrap(), None);
+}
+
+async fn a_reaction_is_stored_once_per_comment_user_and_emoji(store: &Store) {
+    let w = world(store).await;
+    let c = store
+        .insert_comments(&[request(&w, w.users[0], "react", None)])
+        .await
+        .unwrap()[0]
+        .comment
+        .id;
+    let thumbs = Emoji::parse("👍").unwrap();
+    let heart = Emoji::parse("❤️").unwrap();
+    let first = store.add_reaction(c, w.users[1], &thumbs).await.unwrap();
+    let reaction = first.expect("stored");
+    assert_eq!(
+        (
+            reaction.comment_id,
+            reaction.user_id,
+            reaction.emoji.as_str()
+        ),
+        (c, w.users[1], "👍")
+    );
+    assert_eq!(
+        store.add_reaction(c, w.users[1], &thumbs).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .add_reaction(c, w.users[1], &heart)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .add_reaction(c, w.users[0], &thumbs)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A reaction to a comment that does not exist is refused.
+    assert!(
+        store
+            .add_reaction(i64::MAX, w.users[0], &thumbs)
+            .await
+            .is_err()
+    );
+}
+
+async fn member_role_answers_members_only(store: &Store) {
+    let w = world(store).await;
+    assert_eq!(
+        store.member_role(w.project, w.users[0]).await.unwrap(),
+        Some(Role::Owner)
+    );
+    assert_eq!(
+        store.member_role(w.project, w.users[1]).await.unwrap(),
+        Some(Role::Editor)
+    );
+    assert_eq!(
+        store.member_role(w.project, w.users[2]).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .member_role(w.other_project, w.users[1])
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.member_role(i64::MAX, w.users[0]).await.unwrap(), None);
+}
+
+async fn a_taken_email_or_membership_is_a_conflict(store: &Store) {
+    let w = world(store).await;
+    let again = store
+        .create_user(&NewUser {
+            email: "ann@contract.test",
+            username: "other ann",
+            password_hash: Some("$argon2id$fake"),
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    let user = store
+        .user_by_email("ann@contract.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((user.id, user.username.as_str()), (w.users[0], "ann"));
+    assert!(
+        store
+            .user_by_email("nobody@contract.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let twice = store.add_member(w.project, w.users[1], Role::Viewer).await;
+    assert!(matches!(twice, Err(StoreError::Conflict)), "{twice:?}");
+    assert_eq!(
+        store.member_role(w.project, w.users[1]).await.unwrap(),
+        Some(Role::Editor)
+    );
+}
+
+async fn feedback_belongs_to_its_project(store: &Store) {
+    let w = world(store).await;
+    assert_eq!(
+        store.feedback_project(w.feedback).await.unwrap(),
+        Some(w.project)
+    );
+    assert_eq!(
+        store.feedback_project(w.other_feedback).await.unwrap(),
+        Some(w.other_project)
+    );
+    assert_eq!(store.feedback_project(i64::MAX).await.unwrap(), None);
+    let second = new_feedback(store, w.project, w.users[0]).await;
+    assert_eq!(
+        store.feedback_ids(w.project).await.unwrap(),
+        vec![w.feedback, second]
+    );
+}
+
+/// Two writers (as two nodes would) insert into one project while a reader
+/// follows with "everything after the newest id I have read". If a lower id
+/// could become visible after a higher one, the reader would skip it.
+async fn comment_ids_become_visible_in_id_order_under_concurrent_writers(store: &Store) {
+    let w = Arc::new(world(store).await);
+    let writers: Vec<_> = (0..3)
+        .map(|n| {
+            let store = store.clone();
+            let w = w.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for round in 0..40 {
+                    let batch: Vec<_> = (0..(1 + round % 4))
+                        .map(|i| request(&w, w.users[n % 2], &format!("w{n}-{round}-{i}"), None))
+                        .collect();
+                    for out in store.insert_comments(&batch).await.unwrap() {
+                        ids.push(out.comment.id);
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    let reader = {
+        let store = store.clone();
+        let w = w.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut since = 0;
+            let mut idle = 0;
+            while idle < 50 {
+                let page = store.comments_since(w.project, since, 1000).await.unwrap();
+                if page.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    continue;
+                }
+                idle = 0;
+                since = page.last().unwrap().id;
+                seen.extend(page.into_iter().map(|c| c.id));
+            }
+            seen
+        })
+    };
+    let mut written = Vec::new();
+    for writer in writers {
+        written.extend(writer.await.unwrap());
+    }
+    written.sort_unstable();
+    let seen = reader.await.unwrap();
+    assert_eq!(
+        seen, written,
+        "the following reader saw every id exactly once"
+    );
+}
+
+/// The indexes the product's queries need exist on both engines.
+#[tokio::test]
+async fn both_engines_have_the_indexes_the_queries_need() {
+    let expected = [
+        "comments_project_id",
+        "comments_feedback_created",
+        "comments_idempotency",
+        "feedback_project_status_created",
+        "feedback_open",
+        "users_email",
+    ];
+    let lite = sqlite().await;
+    let Store::Sqlite(pool) = &lite.store else {
+        unreachable!()
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index'")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    for index in expected {
+        assert!(names.iter().any(|n| n == index), "sqlite lacks {index}");
+    }
+    let pg = postgres().await;
+    let Store::Postgres(pool) = &pg.store else {
+        unreachable!()
+    };
+    let defs: Vec<(String, String)> =
+        sqlx::query_as("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    for index in expected {
+        assert!(
+            defs.iter().any(|(n, _)| n == index),
+            "postgres lacks {index}"
+        );
+    }
+    let open = defs.iter().find(|(n, _)| n == "feedback_open").unwrap();
+    assert!(
+        open.1.contains("WHERE"),
+        "feedback_open is partial: {}",
+        open.1
+    );
+    let users = defs.iter().find(|(n, _)| n == "users_email").unwrap();
+    assert!(users.1.contains("UNIQUE"), "{}", users.1);
+    // Members are unique on (project, user): the primary key.
+    assert!(
+        defs.iter()
+            .any(|(n, d)| n == "project_members_pkey" && d.contains("(project_id, user_id)"))
+    );
+}
