@@ -67,7 +67,7 @@ fn text_is(text: &'static str) -> impl FnMut(&ServerMessage) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_keeps_local_rooms_working_and_cross_node_delivery_resumes() {
-    let mut cluster = Cluster::start(2, &["--no-rate-limits"]).await;
+    let mut cluster = Cluster::start(2, &["--no-rate-limits", "--node-ttl-ms", "1500"]).await;
     let (addr0, addr1) = (cluster.nodes[0].addr, cluster.nodes[1].addr);
     let f = cluster.nodes[0].fixture().await;
     let (mut a, _) = cluster.nodes[0].join(f.project.id, f.editor.id).await;
@@ -120,6 +120,27 @@ async fn redis_outage_keeps_local_rooms_working_and_cross_node_delivery_resumes(
     let texts: Vec<&str> = state.comments.iter().map(|c| c.text.as_str()).collect();
     assert_eq!(texts, ["during", "after"]);
     assert_eq!(state.resume_complete, Some(true));
+
+    // Redis came back empty; the nodes register who they hold again.
+    let mut expected = vec![f.editor.id, f.owner.id, f.editor2.id];
+    expected.sort();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_probe, state) = cluster.nodes[1].join(f.project.id, f.viewer.id).await;
+        let others: Vec<i64> = state
+            .online_users
+            .into_iter()
+            .filter(|u| *u != f.viewer.id)
+            .collect();
+        if others == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence not restored: {others:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

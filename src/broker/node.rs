@@ -18,8 +18,14 @@
 //! set whose heartbeat lapsed has its presence subtracted and its users who
 //! are then offline everywhere announced as gone — within `node_ttl` plus
 //! one sweep interval of the crash.
+//!
+//! The agent mirrors which users this node holds in which project (it sees
+//! every first/last-socket event, in order). When its heartbeat finds its
+//! own key gone — Redis restarted empty, or this node was swept while it
+//! could not reach Redis — it registers those users again, announcing the
+//! ones no other node holds.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +39,17 @@ use super::envelope::channel;
 use super::redis::Inner;
 use super::scripts;
 use crate::room::RoomEvent;
+
+/// How a heartbeat went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beat {
+    /// The previous heartbeat was still alive.
+    Fresh,
+    /// This node's key was gone: first beat, Redis lost it, or it expired.
+    Lapsed,
+    /// Redis did not answer.
+    Failed,
+}
 
 /// What the rest of the broker asks of the agent.
 #[derive(Debug)]
@@ -52,6 +69,8 @@ pub(super) struct NodeAgent {
     inner: Arc<Inner>,
     /// Projects this node wants to hear about; lives as long as the agent.
     listening: HashSet<ProjectId>,
+    /// Users with a socket on this node, per project, as rooms reported them.
+    local: HashMap<ProjectId, HashSet<UserId>>,
 }
 
 impl NodeAgent {
@@ -59,6 +78,7 @@ impl NodeAgent {
         Self {
             inner,
             listening: HashSet::new(),
+            local: HashMap::new(),
         }
     }
 
@@ -90,7 +110,9 @@ impl NodeAgent {
                     None => return,
                 },
                 _ = heartbeat.tick() => {
-                    self.beat().await;
+                    if self.beat().await == Beat::Lapsed {
+                        self.restore_presence().await;
+                    }
                     self.sweep().await;
                 }
             }
@@ -126,7 +148,9 @@ impl NodeAgent {
         {
             tracing::warn!(error = %e, "resubscribing after a reconnect failed");
         }
-        self.beat().await;
+        if self.beat().await == Beat::Lapsed {
+            self.restore_presence().await;
+        }
         self.inner
             .resync_all("the connection between servers was interrupted")
             .await;
@@ -136,6 +160,7 @@ impl NodeAgent {
         match event {
             RoomEvent::Retired(project) => self.retired(project).await,
             RoomEvent::UserOnline { project, user } => {
+                self.local.entry(project).or_default().insert(user);
                 match self.presence(scripts::ONLINE, project, user).await {
                     Ok(1) | Err(_) => {
                         self.inner
@@ -146,6 +171,12 @@ impl NodeAgent {
                 }
             }
             RoomEvent::UserOffline { project, user } => {
+                if let Some(users) = self.local.get_mut(&project) {
+                    users.remove(&user);
+                    if users.is_empty() {
+                        self.local.remove(&project);
+                    }
+                }
                 match self.presence(scripts::OFFLINE, project, user).await {
                     Ok(0) | Err(_) => {
                         self.inner
@@ -184,10 +215,11 @@ impl NodeAgent {
         result
     }
 
-    /// Refreshes this node's heartbeat and registers it for sweeping.
-    async fn beat(&self) {
+    /// Refreshes this node's heartbeat and registers it for sweeping; tells
+    /// whether the previous heartbeat had lapsed (or this is the first).
+    async fn beat(&self) -> Beat {
         let ttl_ms = self.inner.node_ttl.as_millis().max(1) as i64;
-        let alive: Result<(), _> = self
+        let previous: Result<Option<String>, _> = self
             .inner
             .client
             .set(
@@ -195,7 +227,7 @@ impl NodeAgent {
                 "1",
                 Some(Expiration::PX(ttl_ms)),
                 None,
-                false,
+                true,
             )
             .await;
         let registered: Result<(), _> = self
@@ -203,8 +235,30 @@ impl NodeAgent {
             .client
             .sadd(scripts::NODES, self.inner.node.to_string())
             .await;
-        if let Err(e) = alive.and(registered) {
-            tracing::warn!(error = %e, "heartbeat failed");
+        match (previous, registered) {
+            (Ok(Some(_)), Ok(())) => Beat::Fresh,
+            (Ok(None), Ok(())) => Beat::Lapsed,
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                Beat::Failed
+            }
+        }
+    }
+
+    /// Registers again every user this node holds that Redis does not count
+    /// for it, announcing those no other node holds.
+    async fn restore_presence(&self) {
+        let held: Vec<(ProjectId, UserId)> = self
+            .local
+            .iter()
+            .flat_map(|(p, users)| users.iter().map(move |u| (*p, *u)))
+            .collect();
+        for (project, user) in held {
+            if let Ok(1) = self.presence(scripts::RESTORE, project, user).await {
+                self.inner
+                    .publish(project, ServerMessage::PresenceJoin { user_id: user })
+                    .await;
+            }
         }
     }
 

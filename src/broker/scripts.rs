@@ -47,6 +47,15 @@ redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 return redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 "#;
 
+/// Re-registers a user this node holds, unless already counted (after Redis
+/// lost its data, or swept this node while it could not heartbeat).
+/// KEYS/ARGV as [`ONLINE`]. Returns -1 when already counted, else as ONLINE.
+pub const RESTORE: &str = r#"
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+"#;
+
 /// KEYS: presence:{p}, node:{n}:presence. ARGV: "{p}:{u}", u.
 /// Returns the nodes where the user is still online (0 = last socket gone),
 /// or -1 when this node had not counted the user (nothing changes).
