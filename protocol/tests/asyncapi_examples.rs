@@ -20,6 +20,7 @@ const SERVER_TYPES: &[&str] = &[
     "presence_join",
     "presence_leave",
     "error",
+    "resync",
     "batch",
 ];
 
