@@ -320,3 +320,29 @@ async fn an_eviction_on_one_node_closes_the_users_sockets_on_every_node() {
         }
     );
 }
+
+/// Rooms retire and respawn while their project's unsubscribe may still be
+/// in flight; the node must end up listening whenever it has members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_respawned_during_its_unsubscribe_still_hears_other_nodes() {
+    let cluster = Cluster::start(2, NO_LIMITS).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let (mut a, _) = n0.join(f.project.id, f.editor.id).await;
+    for round in 0..15 {
+        let (mut churn, _) = n1.join(f.project.id, f.editor2.id).await;
+        churn.ws.close(None).await.unwrap();
+        drop(churn);
+        let (mut b, _) = n1.join(f.project.id, f.viewer.id).await;
+        let text = format!("round {round}");
+        a.send(&comment_add(f.feedback[0], &text, None)).await;
+        let got = comment_of(
+            b.expect(
+                |m| matches!(m, ServerMessage::Comment { comment, .. } if comment.text == text),
+            )
+            .await,
+        );
+        assert_eq!(got.text, text);
+        b.ws.close(None).await.unwrap();
+    }
+}

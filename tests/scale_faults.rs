@@ -94,6 +94,14 @@ async fn redis_outage_keeps_local_rooms_working_and_cross_node_delivery_resumes(
     c.expect(text_is("during")).await;
     b.expect_none(Duration::from_millis(500), text_is("during"))
         .await;
+    // Joining still works (local presence, local socket count).
+    let (mut late, late_state) = cluster.nodes[0].join(f.project.id, f.viewer.id).await;
+    assert!(late_state.online_users.contains(&f.editor.id));
+    assert!(late_state.online_users.contains(&f.viewer.id));
+    a.expect(|m| matches!(m, ServerMessage::PresenceJoin { user_id } if *user_id == f.viewer.id))
+        .await;
+    late.ws.close(None).await.unwrap();
+    let _ = late.ended().await;
 
     cluster.redis = TestRedis::start_on(port).await;
     // Node 1 tells its clients events may be missing once it is back.

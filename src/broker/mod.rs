@@ -21,7 +21,9 @@ use crate::room::Registry;
 
 #[derive(Debug, Clone)]
 pub enum Broker {
+    /// One node: events go to this node's rooms only.
     Memory(Registry),
+    /// Several nodes sharing a Redis.
     Redis(RedisBroker),
 }
 

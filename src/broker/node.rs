@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
 use super::envelope::channel;
-use super::redis::Inner;
+use super::redis::{BrokerError, Inner};
 use super::scripts;
 use crate::room::RoomEvent;
 
@@ -196,7 +196,10 @@ impl NodeAgent {
         script: &'static str,
         project: ProjectId,
         user: UserId,
-    ) -> Result<i64, fred::error::Error> {
+    ) -> Result<i64, BrokerError> {
+        if !self.inner.connected() {
+            return Err(BrokerError::Disconnected);
+        }
         let result = self
             .inner
             .client
@@ -208,7 +211,8 @@ impl NodeAgent {
                 ],
                 vec![scripts::presence_field(project, user), user.to_string()],
             )
-            .await;
+            .await
+            .map_err(BrokerError::from);
         if let Err(e) = &result {
             tracing::warn!(error = %e, project, user, "presence update failed");
         }
@@ -218,6 +222,9 @@ impl NodeAgent {
     /// Refreshes this node's heartbeat and registers it for sweeping; tells
     /// whether the previous heartbeat had lapsed (or this is the first).
     async fn beat(&self) -> Beat {
+        if !self.inner.connected() {
+            return Beat::Failed;
+        }
         let ttl_ms = self.inner.node_ttl.as_millis().max(1) as i64;
         let previous: Result<Option<String>, _> = self
             .inner
@@ -264,6 +271,9 @@ impl NodeAgent {
 
     /// Drops the presence of every node whose heartbeat lapsed.
     async fn sweep(&self) {
+        if !self.inner.connected() {
+            return;
+        }
         let nodes: Vec<String> = match self.inner.client.smembers(scripts::NODES).await {
             Ok(nodes) => nodes,
             Err(_) => return,

@@ -65,6 +65,8 @@ pub struct RedisSettings {
 pub enum BrokerError {
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
+    #[error("redis is not connected")]
+    Disconnected,
 }
 
 /// Handle to the Redis broker. Cheap to clone.
@@ -167,10 +169,14 @@ impl RedisBroker {
         self.inner.node
     }
 
+    /// Delivers to this node's members now, and queues the event for the
+    /// other nodes (never waits on Redis).
     pub async fn publish(&self, project: ProjectId, msg: ServerMessage) {
         self.inner.publish(project, msg).await;
     }
 
+    /// Closes `user`'s sockets to the project here now, and on other nodes
+    /// once they receive the envelope.
     pub async fn evict(&self, project: ProjectId, user: UserId, code: u16) {
         self.inner.registry.evict(project, user, code).await;
         self.inner.send(&Envelope {
@@ -217,6 +223,9 @@ impl RedisBroker {
     /// node's view, which is all there is while Redis is unreachable).
     pub async fn online_users(&self, project: ProjectId, local: Vec<UserId>) -> Vec<UserId> {
         let mut users = local;
+        if !self.inner.connected() {
+            return users;
+        }
         let remote = self
             .inner
             .client
@@ -239,6 +248,9 @@ impl RedisBroker {
         user: UserId,
         max: usize,
     ) -> Result<Option<RemoteSocketSlot>, BrokerError> {
+        if !self.inner.connected() {
+            return Err(BrokerError::Disconnected);
+        }
         let taken: i64 = self
             .inner
             .client
@@ -289,6 +301,13 @@ impl RedisBroker {
 }
 
 impl Inner {
+    /// Whether the command connection is up. While it is not, callers skip
+    /// Redis at once instead of waiting for a command timeout, so joins and
+    /// presence stay fast during an outage.
+    pub(super) fn connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
     /// Delivers to this node's members now, then to every other node.
     pub(super) async fn publish(&self, project: ProjectId, msg: ServerMessage) {
         let envelope = Envelope {
