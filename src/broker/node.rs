@@ -170,7 +170,21 @@ impl NodeAgent {
                     Ok(_) => {}
                 }
             }
-            RoomEvent::UserOffline { project, user } => {
+            RoomEvent::UserOffline {
+                project,
+                user,
+                was_typing,
+            } => {
+                if was_typing {
+                    // This node's members were told already.
+                    self.inner.send_remote(
+                        project,
+                        ServerMessage::Typing {
+                            user_id: user,
+                            is_typing: false,
+                        },
+                    );
+                }
                 if let Some(users) = self.local.get_mut(&project) {
                     users.remove(&user);
                     if users.is_empty() {

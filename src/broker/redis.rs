@@ -321,6 +321,16 @@ impl Inner {
         }
     }
 
+    /// Sends an event to the other nodes only (this node's members already
+    /// have it).
+    pub(super) fn send_remote(&self, project: ProjectId, msg: ServerMessage) {
+        self.send(&Envelope {
+            origin: self.node,
+            project,
+            payload: Payload::Event { message: msg },
+        });
+    }
+
     /// Queues an envelope for other nodes; never waits. A full queue (Redis
     /// far behind or away) counts as a loss.
     fn send(&self, envelope: &Envelope) {

@@ -187,7 +187,8 @@ impl Room {
                 continue;
             }
             self.sockets_per_user.remove(&member.user);
-            if self.typing.remove(&member.user).is_some() {
+            let was_typing = self.typing.remove(&member.user).is_some();
+            if was_typing {
                 let stop = ServerMessage::Typing {
                     user_id: member.user,
                     is_typing: false,
@@ -200,6 +201,7 @@ impl Room {
                 self.registry.report(RoomEvent::UserOffline {
                     project: self.project,
                     user: member.user,
+                    was_typing,
                 });
             } else {
                 pending.extend(self.fan_out(

@@ -68,8 +68,14 @@ pub enum RoomEvent {
     Retired(ProjectId),
     /// A user's first socket in the project opened on this node.
     UserOnline { project: ProjectId, user: UserId },
-    /// A user's last socket in the project on this node closed.
-    UserOffline { project: ProjectId, user: UserId },
+    /// A user's last socket in the project on this node closed;
+    /// `was_typing`: their typing indicator was on (this node's members were
+    /// told it stopped; other nodes must be too).
+    UserOffline {
+        project: ProjectId,
+        user: UserId,
+        was_typing: bool,
+    },
 }
 
 /// A cheap, clonable reference to a running room.
