@@ -93,8 +93,8 @@ pub(super) struct Inner {
     pub(super) subscriber: SubscriberClient,
     pub(super) metrics: Arc<Metrics>,
     pub(super) node_ttl: Duration,
-    /// Envelopes for the publisher task.
-    outgoing: mpsc::Sender<Bytes>,
+    /// Encoded envelopes for the publisher task, with their project.
+    outgoing: mpsc::Sender<(ProjectId, Bytes)>,
     /// Commands for the node agent.
     agent: mpsc::Sender<AgentCmd>,
     /// Stops the receiver and publisher tasks.
@@ -341,10 +341,7 @@ impl Inner {
                 return;
             }
         };
-        let mut framed = Vec::with_capacity(8 + bytes.len());
-        framed.extend_from_slice(&envelope.project.to_be_bytes());
-        framed.extend_from_slice(&bytes);
-        if self.outgoing.try_send(Bytes::from(framed)).is_err() {
+        if self.outgoing.try_send((envelope.project, bytes)).is_err() {
             self.metrics.broker_lost.fetch_add(1, Relaxed);
         }
     }
@@ -416,9 +413,8 @@ async fn on_message(inner: &Inner, message: fred::types::Message) {
     }
 }
 
-/// Writes queued envelopes, several per pipeline, in queue order. Each item
-/// is the project id (8 bytes, big endian) followed by the envelope.
-async fn publish_queued(inner: Arc<Inner>, mut rx: mpsc::Receiver<Bytes>) {
+/// Writes queued envelopes, several per pipeline, in queue order.
+async fn publish_queued(inner: Arc<Inner>, mut rx: mpsc::Receiver<(ProjectId, Bytes)>) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
         let first = tokio::select! {
@@ -446,20 +442,22 @@ async fn publish_queued(inner: Arc<Inner>, mut rx: mpsc::Receiver<Bytes>) {
     write_batch(&inner, &mut batch).await;
 }
 
-async fn write_batch(inner: &Inner, batch: &mut Vec<Bytes>) {
+async fn write_batch(inner: &Inner, batch: &mut Vec<(ProjectId, Bytes)>) {
     if batch.is_empty() {
+        return;
+    }
+    if !inner.connected() {
+        // Gone either way; the nodes' rooms resync when Redis is back.
+        inner
+            .metrics
+            .broker_lost
+            .fetch_add(batch.len() as u64, Relaxed);
+        batch.clear();
         return;
     }
     let pipeline = inner.client.pipeline();
     let mut queued = 0u64;
-    for item in batch.drain(..) {
-        if item.len() < 8 {
-            continue;
-        }
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&item[..8]);
-        let project = ProjectId::from_be_bytes(id);
-        let payload = item.slice(8..);
+    for (project, payload) in batch.drain(..) {
         if pipeline
             .publish::<Value, _, _>(channel(project), payload)
             .await
