@@ -346,3 +346,41 @@ async fn a_room_respawned_during_its_unsubscribe_still_hears_other_nodes() {
         b.ws.close(None).await.unwrap();
     }
 }
+
+/// REST writes on one node reach sockets on the other: a created feedback
+/// item, and the removal of a member (whose sockets close with 4003).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_writes_on_one_node_reach_sockets_on_the_other() {
+    let cluster = Cluster::start(2, &[]).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let (mut watcher, _) = n1.join(f.project.id, f.editor.id).await;
+    let (mut removed, _) = n1.join(f.project.id, f.viewer.id).await;
+    let owner = common::rest::Api::new(n0).as_token(&n0.token(f.owner.id));
+    let created = owner
+        .post(
+            &format!("/feedback/{}", f.project.id),
+            serde_json::json!({"title": "Logo too small", "timestamp": 61.5}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let ServerMessage::FeedbackCreated { feedback } = watcher
+        .expect(|m| matches!(m, ServerMessage::FeedbackCreated { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(Some(feedback.id), created.body["id"].as_i64());
+
+    let gone = owner
+        .delete(&format!(
+            "/projects/{}/members/{}",
+            f.project.id, f.viewer.id
+        ))
+        .await;
+    assert!(gone.status.is_success(), "{:?}", gone.status);
+    assert_eq!(
+        removed.ended().await,
+        Ended::Closed(close::PERMISSION_DENIED)
+    );
+}
