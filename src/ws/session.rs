@@ -201,7 +201,17 @@ impl Session {
     /// advisory lock around each comment insert
     /// ([`Store::insert_comments`](crate::store::Store::insert_comments)):
     /// within one project, ids commit in id order on every engine, and the
-    /// watermark never hides a comment.
+    /// watermark never hides a comment. (The alternative — keeping a window
+    /// of recent ids below the watermark and re-checking the store for them —
+    /// would cost a query per live comment; the lock costs one statement per
+    /// project per flush and makes every store read a prefix.)
+    ///
+    /// What the lock does not order is *live* delivery across nodes: a
+    /// node delivers its own comments at once and others' when Redis brings
+    /// them, so two comments committed on two nodes within one publish
+    /// latency may reach a socket out of id order (each exactly once). A
+    /// client dropping in that instant and resuming from the higher id could
+    /// miss the lower one; README "Scaling out" states this limit.
     ///
     /// A resume (`since`) returns every comment after `since`, oldest first,
     /// up to `resume_max_comments`; when capped, `resume_complete` is false
