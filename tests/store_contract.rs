@@ -68,6 +68,7 @@ contract!(
     a_taken_email_or_membership_is_a_conflict,
     feedback_belongs_to_its_project,
     comment_ids_become_visible_in_id_order_under_concurrent_writers,
+    each_comment_links_to_the_previous_comment_of_its_project,
 );
 
 struct World {
@@ -467,6 +468,16 @@ async fn comment_ids_become_visible_in_id_order_under_concurrent_writers(store: 
         seen, written,
         "the following reader saw every id exactly once"
     );
+    let stored = store.comments_since(w.project, 0, 10_000).await.unwrap();
+    let mut expected_prev = None;
+    for c in &stored {
+        assert_eq!(
+            c.prev_id, expected_prev,
+            "comment {} links to its predecessor",
+            c.id
+        );
+        expected_prev = Some(c.id);
+    }
 }
 
 /// The indexes the product's queries need exist on both engines.
@@ -520,4 +531,48 @@ async fn both_engines_have_the_indexes_the_queries_need() {
         defs.iter()
             .any(|(n, d)| n == "project_members_pkey" && d.contains("(project_id, user_id)"))
     );
+}
+
+/// `prev_id` chains each project's comments in id order, across batches and
+/// with two projects interleaved in one batch; duplicates are not links, and
+/// every read returns the stored link.
+async fn each_comment_links_to_the_previous_comment_of_its_project(store: &Store) {
+    let w = world(store).await;
+    let mine = |text: &str, key: Option<&str>| request(&w, w.users[0], text, key);
+    let other = |text: &str| request_in(w.other_project, w.other_feedback, w.users[0], text, None);
+
+    let first = store
+        .insert_comments(&[mine("a", Some("k-a")), other("x"), mine("b", None)])
+        .await
+        .unwrap();
+    let (a, x, b) = (&first[0].comment, &first[1].comment, &first[2].comment);
+    assert_eq!(
+        a.prev_id, None,
+        "the project's first comment has no predecessor"
+    );
+    assert_eq!(x.prev_id, None);
+    assert_eq!(b.prev_id, Some(a.id));
+
+    let second = store
+        .insert_comments(&[other("y"), mine("a again", Some("k-a")), mine("c", None)])
+        .await
+        .unwrap();
+    let (y, dup, c) = (&second[0].comment, &second[1], &second[2].comment);
+    assert_eq!(y.prev_id, Some(x.id));
+    assert!(dup.duplicate);
+    assert_eq!(
+        dup.comment.prev_id, None,
+        "a retry returns the original link"
+    );
+    assert_eq!(c.prev_id, Some(b.id), "a duplicate is not a new link");
+
+    let stored = store.comments_since(w.project, 0, 100).await.unwrap();
+    let links: Vec<(i64, Option<i64>)> = stored.iter().map(|c| (c.id, c.prev_id)).collect();
+    assert_eq!(
+        links,
+        vec![(a.id, None), (b.id, Some(a.id)), (c.id, Some(b.id))]
+    );
+    let latest = store.latest_comments(w.other_project, 10).await.unwrap();
+    let links: Vec<(i64, Option<i64>)> = latest.iter().map(|c| (c.id, c.prev_id)).collect();
+    assert_eq!(links, vec![(x.id, None), (y.id, Some(x.id))]);
 }

@@ -206,6 +206,7 @@ mod tests {
                 security: None,
                 timestamp: Some(42.5),
                 created: "2026-11-22T10:00:00Z".into(),
+                prev_id: Some(id - 1),
             },
             user_id: 3,
         }

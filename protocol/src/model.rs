@@ -19,6 +19,11 @@ pub struct Comment {
     /// Position in the video, in seconds.
     pub timestamp: Option<f64>,
     pub created: String,
+    /// The id of the project's previous comment (`null` for its first).
+    /// Every comment a socket receives chains to the one before it, so a
+    /// client may use `prev_id` to detect a gap. Absent in older payloads.
+    #[serde(default)]
+    pub prev_id: Option<CommentId>,
 }
 
 /// A stored reaction: one per (comment, user, emoji).

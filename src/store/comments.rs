@@ -35,9 +35,21 @@ impl Store {
     /// earlier in the same batch — gets the original comment back, marked
     /// duplicate, and nothing new is written for it.
     ///
+    /// Each new comment's `prev_id` is the project's comment before it
+    /// (`None` for the first): after the INSERT, still in the transaction,
+    /// the newest id of the project below the batch's first new id is read,
+    /// the project's new rows are chained from it in id order, and one
+    /// UPDATE writes the links. The read follows the write so that, on
+    /// SQLite, it runs under the write lock (a read before the first write
+    /// would see a snapshot another writer may since have moved past).
+    /// Duplicates are not new rows, so they never become links. Rooms use
+    /// the chain to deliver a project's comments in commit order on every
+    /// node.
+    ///
     /// Ids of one project become visible in id order, on both engines, which
     /// is what lets a reader treat "the newest id I read" as a watermark
-    /// (gapless resume, `initial_state`). SQLite has one writer at a time.
+    /// (gapless resume, `initial_state`) and makes `prev_id` exact. SQLite
+    /// has one writer at a time.
     /// PostgreSQL hands identity ids out at INSERT time, so two nodes'
     /// transactions could commit a lower id after a higher one; this takes a
     /// transaction-scoped advisory lock per project of the batch (keyed by
@@ -86,11 +98,39 @@ impl Store {
             });
             insert.push(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ");
             insert.push(comment_columns!());
-            let inserted: Vec<CommentRow> = insert
+            let mut inserted: Vec<CommentRow> = insert
                 .build_query_as()
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(StoreError::from_write)?;
+            if !inserted.is_empty() {
+                let mut newest_before: HashMap<ProjectId, Option<CommentId>> = HashMap::new();
+                for (project, first_new) in first_new_ids(&inserted) {
+                    let newest: Option<CommentId> = sqlx::query_scalar(
+                        "SELECT MAX(id) FROM comments WHERE project_id = $1 AND id < $2",
+                    )
+                    .bind(project)
+                    .bind(first_new)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    newest_before.insert(project, newest);
+                }
+                link_to_predecessors(&mut inserted, &newest_before);
+                let mut link = QueryBuilder::new("UPDATE comments SET prev_id = CASE id");
+                for row in &inserted {
+                    link.push(" WHEN ");
+                    link.push_bind(row.id);
+                    link.push(" THEN ");
+                    link.push_bind(row.prev_id);
+                }
+                link.push(" END WHERE id IN (");
+                let mut ids = link.separated(", ");
+                for row in &inserted {
+                    ids.push_bind(row.id);
+                }
+                link.push(")");
+                link.build().execute(&mut *tx).await?;
+            }
 
             let mut existing: Vec<CommentRow> = Vec::new();
             if inserted.len() < requests.len() {
@@ -176,6 +216,36 @@ impl Store {
         .await)
         .map_err(StoreError::from_write)?;
         Ok(row.map(ReactionRow::into_wire))
+    }
+}
+
+/// The smallest freshly inserted id of each project, in project order.
+fn first_new_ids(inserted: &[CommentRow]) -> Vec<(ProjectId, CommentId)> {
+    let mut first: HashMap<ProjectId, CommentId> = HashMap::new();
+    for row in inserted {
+        let id = first.entry(row.project_id).or_insert(row.id);
+        *id = (*id).min(row.id);
+    }
+    let mut first: Vec<_> = first.into_iter().collect();
+    first.sort_unstable();
+    first
+}
+
+/// Sets `prev_id` of freshly inserted rows: each project's new rows chain,
+/// in id order, from the project's newest id before the insert. Duplicates
+/// are not among `inserted`, so they never become links.
+fn link_to_predecessors(
+    inserted: &mut [CommentRow],
+    newest_before: &HashMap<ProjectId, Option<CommentId>>,
+) {
+    let mut order: Vec<usize> = (0..inserted.len()).collect();
+    order.sort_unstable_by_key(|i| inserted[*i].id);
+    let mut previous = newest_before.clone();
+    for i in order {
+        let row = &mut inserted[i];
+        let prev = previous.entry(row.project_id).or_insert(None);
+        row.prev_id = *prev;
+        *prev = Some(row.id);
     }
 }
 

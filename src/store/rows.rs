@@ -9,7 +9,7 @@ use crate::time::rfc3339;
 /// sqlx refuses SQL built at run time unless it is audited.
 macro_rules! comment_columns {
     () => {
-        "id, project_id, feedback_id, user_id, text, title, section, security, video_timestamp, idempotency_key, created_at"
+        "id, project_id, feedback_id, user_id, text, title, section, security, video_timestamp, idempotency_key, created_at, prev_id"
     };
 }
 pub(crate) use comment_columns;
@@ -27,6 +27,8 @@ pub struct CommentRow {
     pub video_timestamp: Option<f64>,
     pub idempotency_key: String,
     pub created_at: i64,
+    /// The previous comment of the project; NULL for the first.
+    pub prev_id: Option<i64>,
 }
 
 impl CommentRow {
@@ -42,6 +44,7 @@ impl CommentRow {
             security: self.security,
             timestamp: self.video_timestamp,
             created: rfc3339(self.created_at),
+            prev_id: self.prev_id,
         }
     }
 }
