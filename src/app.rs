@@ -131,6 +131,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let room_settings = RoomSettings {
             typing_timeout: config.typing_timeout(),
+            store: store.clone(),
         };
         let (registry, broker) = match &config.redis_url {
             None => {

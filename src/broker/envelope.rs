@@ -18,6 +18,8 @@ pub struct Envelope {
 }
 
 /// What the receiving nodes do with an envelope.
+// Most envelopes are events; boxing them would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Payload {

@@ -1,18 +1,33 @@
 //! The room task: owns the members of one project on this node and fans
 //! events out to them, encoding each event once per wire encoding in use.
+//! Comments go out in the project's commit order ([`CommentChain`]); when
+//! one is missing for longer than [`GAP_WAIT`], the room reads it from the
+//! store in a task of its own, never blocking on the store itself.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use vridge_protocol::codec::encode;
-use vridge_protocol::{ProjectId, ServerMessage, UserId};
+use vridge_protocol::{Comment, ProjectId, ServerMessage, UserId};
 
+use super::chain::{CommentChain, Offered};
 use super::registry::Registry;
 use super::{ConnId, Joined, RoomCmd, RoomEvent};
 use crate::ws::outbox::{OutFrame, Outbox};
+
+/// How long a room holds comments back waiting for a missing predecessor
+/// before it reads the store. Another node's comment normally arrives within
+/// one Redis publish latency (about a millisecond); this only bounds how
+/// late a comment the broker lost reaches members.
+pub(super) const GAP_WAIT: Duration = Duration::from_millis(300);
+
+/// Comments one store read fetches to close a gap.
+const FILL_LIMIT: u32 = 1024;
 
 struct Member {
     user: UserId,
@@ -30,10 +45,25 @@ pub(super) struct Room {
     sockets_per_user: BTreeMap<UserId, usize>,
     /// When each typing user's indicator lapses unless refreshed.
     typing: HashMap<UserId, Instant>,
+    /// The order comments go out in, and those held back.
+    chain: CommentChain,
+    /// When held comments stop waiting and the store is read; `None` while
+    /// nothing is held or a read is under way.
+    gap_deadline: Option<Instant>,
+    /// A store read is under way; its answer comes back as [`RoomCmd::Fill`].
+    filling: bool,
+    /// The room's own queue, for that answer; weak, so it never keeps the
+    /// room alive.
+    own_queue: mpsc::WeakSender<RoomCmd>,
 }
 
 impl Room {
-    pub(super) fn new(project: ProjectId, instance: u64, registry: Registry) -> Self {
+    pub(super) fn new(
+        project: ProjectId,
+        instance: u64,
+        registry: Registry,
+        own_queue: mpsc::WeakSender<RoomCmd>,
+    ) -> Self {
         Self {
             project,
             instance,
@@ -41,25 +71,39 @@ impl Room {
             members: HashMap::new(),
             sockets_per_user: BTreeMap::new(),
             typing: HashMap::new(),
+            chain: CommentChain::unstarted(),
+            gap_deadline: None,
+            filling: false,
+            own_queue,
         }
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<RoomCmd>) {
         let metrics = self.registry.metrics().clone();
         metrics.rooms_active.fetch_add(1, Relaxed);
+        self.start_chain().await;
         loop {
             let next_lapse = self.typing.values().min().copied();
+            let gap_deadline = self.gap_deadline;
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
                 () = sleep_until(next_lapse.unwrap_or_else(Instant::now)), if next_lapse.is_some() => {
                     self.expire_typing();
                     continue;
                 }
+                () = sleep_until(gap_deadline.unwrap_or_else(Instant::now)), if gap_deadline.is_some() => {
+                    self.gap_deadline = None;
+                    self.start_fill();
+                    continue;
+                }
             };
             let Some(cmd) = cmd else { break };
             let may_empty = matches!(
                 cmd,
-                RoomCmd::Leave { .. } | RoomCmd::Evict { .. } | RoomCmd::Publish(_)
+                RoomCmd::Leave { .. }
+                    | RoomCmd::Evict { .. }
+                    | RoomCmd::Publish(_)
+                    | RoomCmd::Fill(_)
             );
             self.handle(cmd);
             if may_empty && self.members.is_empty() {
@@ -68,6 +112,129 @@ impl Room {
         }
         self.retire(rx).await;
         metrics.rooms_active.fetch_sub(1, Relaxed);
+    }
+
+    /// Continues the comment chain from the project's newest comment id,
+    /// read before the room serves its first join: every member reads its
+    /// history after joining, so it holds everything up to there, and every
+    /// later comment reaches this room (locally, through the broker, or from
+    /// the store when the broker missed it). If the read fails, the first
+    /// comment the room sees starts the chain.
+    async fn start_chain(&mut self) {
+        match self
+            .registry
+            .settings()
+            .store
+            .newest_comment_id(self.project)
+            .await
+        {
+            Ok(newest) => self.chain = CommentChain::after(newest),
+            Err(e) => tracing::warn!(error = %e, "reading the newest comment id failed"),
+        }
+    }
+
+    /// Offers a comment to the chain and sends out whatever may go now.
+    fn offer_comment(&mut self, msg: Arc<ServerMessage>) {
+        match self.chain.offer(msg) {
+            Offered::Deliver(ready) => {
+                self.send_all(ready);
+                if !self.chain.is_waiting() {
+                    self.gap_deadline = None;
+                }
+            }
+            Offered::Stale => {}
+            Offered::Held => {
+                if self.gap_deadline.is_none() && !self.filling {
+                    self.gap_deadline = Some(Instant::now() + GAP_WAIT);
+                }
+            }
+            Offered::Full => {
+                tracing::warn!(
+                    project = self.project,
+                    "too many comments held back; members resync"
+                );
+                self.give_up_waiting();
+            }
+        }
+    }
+
+    /// Reads the comments after the last one delivered, in a task, and
+    /// hands them back to the room as [`RoomCmd::Fill`].
+    fn start_fill(&mut self) {
+        self.filling = true;
+        let store = self.registry.settings().store.clone();
+        let project = self.project;
+        let since = self.chain.last().unwrap_or(0);
+        let own_queue = self.own_queue.clone();
+        tokio::spawn(async move {
+            let read = match store.comments_since(project, since, FILL_LIMIT).await {
+                Ok(comments) => Some(comments),
+                Err(e) => {
+                    tracing::warn!(error = %e, project, "reading missing comments failed");
+                    None
+                }
+            };
+            if let Some(queue) = own_queue.upgrade() {
+                let _ = queue.send(RoomCmd::Fill(read)).await;
+            }
+        });
+    }
+
+    /// The store's answer to a gap: its comments go out in order, then the
+    /// held ones they freed. Held comments are committed (they were
+    /// published after their commit), so a complete read leaves none that
+    /// still miss a predecessor unless it was deleted since; those go out
+    /// too. A read cut at [`FILL_LIMIT`] reads on.
+    fn fill(&mut self, read: Option<Vec<Comment>>) {
+        self.filling = false;
+        let Some(comments) = read else {
+            self.give_up_waiting();
+            return;
+        };
+        let complete = comments.len() < FILL_LIMIT as usize;
+        let from_store = comments
+            .into_iter()
+            .map(|comment| {
+                Arc::new(ServerMessage::Comment {
+                    user_id: comment.user_id,
+                    comment,
+                })
+            })
+            .collect();
+        let ready = self.chain.fill(from_store);
+        self.send_all(ready);
+        if !self.chain.is_waiting() {
+            return;
+        }
+        if complete {
+            let rest = self.chain.release_held();
+            self.send_all(rest);
+        } else {
+            self.start_fill();
+        }
+    }
+
+    /// A gap the room cannot close: drops the held comments and tells the
+    /// members to resync. They resume from the newest comment they hold,
+    /// which precedes the gap, so the resume brings the missing comment and
+    /// those held, in order. (Sending the held ones first would move the
+    /// clients' resume point past the gap.)
+    fn give_up_waiting(&mut self) {
+        self.chain.skip_held();
+        self.gap_deadline = None;
+        self.registry.metrics().broker_lost.fetch_add(1, Relaxed);
+        self.broadcast(
+            &ServerMessage::Resync {
+                reason: "comments were delayed between servers".into(),
+            },
+            None,
+        );
+    }
+
+    fn send_all(&mut self, messages: Vec<Arc<ServerMessage>>) {
+        for msg in messages {
+            self.broadcast(&msg, None);
+        }
     }
 
     /// Leaves the registry first, so no new join can find this room, then
@@ -122,6 +289,10 @@ impl Room {
                     }
                     // Nobody is told they joined themselves.
                     ServerMessage::PresenceJoin { user_id } => Some(*user_id),
+                    ServerMessage::Comment { .. } => {
+                        self.offer_comment(msg);
+                        return;
+                    }
                     _ => None,
                 };
                 self.broadcast(&msg, except);
@@ -140,6 +311,7 @@ impl Room {
                     self.remove_and_announce(conn);
                 }
             }
+            RoomCmd::Fill(read) => self.fill(read),
         }
     }
 

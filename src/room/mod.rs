@@ -4,15 +4,17 @@
 //! queue; the task ([`actor`]) owns all room state — members, presence counts,
 //! typing deadlines — so none of it needs a lock. The [`Registry`] finds the
 //! room of a project, spawning it on first join; the room retires itself
-//! when its last member leaves.
+//! when its last member leaves. Comments reach members in the project's
+//! commit order ([`chain`]).
 
 mod actor;
+mod chain;
 mod registry;
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use vridge_protocol::{ServerMessage, UserId};
+use vridge_protocol::{Comment, ServerMessage, UserId};
 
 pub use registry::{Registry, RoomSettings};
 
@@ -49,6 +51,10 @@ pub enum RoomCmd {
         user: UserId,
         code: u16,
     },
+    /// The room's own read of the store after a gap in the comment chain
+    /// outlasted its wait: the comments after the last one it delivered,
+    /// oldest first; `None` when the read failed.
+    Fill(Option<Vec<Comment>>),
 }
 
 /// What rooms tell a cross-node broker about their life. Without hooks (one

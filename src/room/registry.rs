@@ -18,6 +18,7 @@ use vridge_protocol::{ProjectId, ServerMessage, UserId};
 use super::actor::Room;
 use super::{ConnId, Joined, RoomCmd, RoomEvent, RoomHandle, RoomHooks};
 use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::ws::outbox::Outbox;
 
 /// Commands queued per room before senders wait.
@@ -27,6 +28,9 @@ const ROOM_QUEUE: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct RoomSettings {
     pub typing_timeout: Duration,
+    /// Where a room reads comments it is missing (and, when it starts, the
+    /// project's newest comment id, which its comment chain continues from).
+    pub store: Store,
 }
 
 #[derive(Debug)]
@@ -131,7 +135,7 @@ impl Registry {
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(ROOM_QUEUE);
                 let instance = self.inner.next_instance.fetch_add(1, Relaxed);
-                let room = Room::new(project, instance, self.clone());
+                let room = Room::new(project, instance, self.clone(), tx.downgrade());
                 tokio::spawn(room.run(rx));
                 RoomHandle { tx, instance }
             })
@@ -170,22 +174,29 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::room::actor::GAP_WAIT;
     use vridge_protocol::Encoding;
 
-    fn registry() -> Registry {
-        Registry::new(
+    /// A registry on a fresh SQLite store; keep the directory alive.
+    async fn registry() -> (Registry, Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("rooms.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let reg = Registry::new(
             RoomSettings {
                 typing_timeout: Duration::from_secs(10),
+                store: store.clone(),
             },
             Arc::new(Metrics::default()),
-        )
+        );
+        (reg, store, dir)
     }
 
     /// A join racing the retirement of the previous room must land in a live
     /// room: after the churn, an event published to the project reaches it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn join_racing_a_retiring_room_is_never_lost() {
-        let reg = registry();
+        let (reg, _store, _dir) = registry().await;
         let metrics = Arc::new(Metrics::default());
         for round in 0..500u64 {
             let (churn_box, _churn_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
@@ -217,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn room_retires_when_its_last_member_leaves() {
-        let reg = registry();
+        let (reg, _store, _dir) = registry().await;
         let metrics = Arc::new(Metrics::default());
         let (outbox, _rx, _) = Outbox::channel(8, Encoding::Json, metrics);
         let (room, _) = reg.join(7, 1, 1, outbox).await;
@@ -230,5 +241,133 @@ mod tests {
         })
         .await
         .expect("room retired");
+    }
+
+    fn comment(id: i64, prev_id: Option<i64>) -> Arc<ServerMessage> {
+        Arc::new(ServerMessage::Comment {
+            comment: vridge_protocol::Comment {
+                id,
+                project_id: 1,
+                feedback_id: 1,
+                user_id: 1,
+                text: format!("c{id}"),
+                title: None,
+                section: None,
+                security: None,
+                timestamp: None,
+                created: "2026-11-22T10:00:00Z".into(),
+                prev_id,
+            },
+            user_id: 1,
+        })
+    }
+
+    /// The comment ids a member's queue receives, in order, until `count`
+    /// arrived (other events are skipped).
+    async fn received_ids(
+        rx: &mut tokio::sync::mpsc::Receiver<crate::ws::outbox::OutFrame>,
+        count: usize,
+    ) -> Vec<i64> {
+        let mut ids = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while ids.len() < count {
+                let frame = rx.recv().await.expect("queue open");
+                if let Some(id) = frame.comment_id {
+                    ids.push(id);
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("only {ids:?} arrived"));
+        ids
+    }
+
+    /// Another node's comment 9 arriving after this node's comment 10 still
+    /// reaches members before it, and a repeat of either is dropped.
+    #[tokio::test]
+    async fn a_comment_waits_for_its_predecessor_from_another_node() {
+        let (reg, _store, _dir) = registry().await;
+        let metrics = Arc::new(Metrics::default());
+        let (outbox, mut rx, _) = Outbox::channel(64, Encoding::Json, metrics);
+        let (_room, _) = reg.join(1, 1, 1, outbox).await;
+        reg.deliver(1, comment(8, None)).await;
+        assert_eq!(received_ids(&mut rx, 1).await, vec![8]);
+        reg.deliver(1, comment(10, Some(9))).await;
+        reg.deliver(1, comment(9, Some(8))).await;
+        reg.deliver(1, comment(10, Some(9))).await;
+        reg.deliver(1, comment(11, Some(10))).await;
+        assert_eq!(received_ids(&mut rx, 3).await, vec![9, 10, 11]);
+        tokio::time::sleep(GAP_WAIT * 2).await;
+        assert!(rx.try_recv().is_err(), "nothing is delivered twice");
+    }
+
+    /// A predecessor the broker never brings is read from the store once the
+    /// wait is over, and goes out before the comment that waited for it.
+    #[tokio::test]
+    async fn a_predecessor_the_broker_lost_is_read_from_the_store() {
+        let (reg, store, _dir) = registry().await;
+        let owner = store
+            .create_user(&crate::store::NewUser {
+                email: "o@rooms.test",
+                username: "o",
+                password_hash: None,
+            })
+            .await
+            .unwrap()
+            .id;
+        let project = store.create_project(owner, "P", "").await.unwrap().id;
+        let feedback = store
+            .create_feedback(&crate::store::NewFeedback {
+                project_id: project,
+                created_by: owner,
+                title: "F",
+                priority: "low",
+                timestamp: None,
+                video_url: None,
+            })
+            .await
+            .unwrap()
+            .id;
+        let metrics = Arc::new(Metrics::default());
+        let (outbox, mut rx, _) = Outbox::channel(64, Encoding::Json, metrics);
+        let (_room, _) = reg.join(project, 1, owner, outbox).await;
+
+        let mut stored = Vec::new();
+        for text in ["first", "lost", "third"] {
+            let request = crate::store::CommentRequest {
+                project_id: project,
+                user_id: owner,
+                comment: crate::domain::ValidComment::parse(vridge_protocol::NewComment {
+                    feedback_id: feedback,
+                    text: text.into(),
+                    title: None,
+                    section: None,
+                    security: None,
+                    timestamp: None,
+                })
+                .unwrap(),
+                key: crate::domain::IdempotencyKey::from_client(None).unwrap(),
+            };
+            let out = store.insert_comments(&[request]).await.unwrap();
+            stored.push(out[0].comment.clone());
+        }
+        let publish = |c: &vridge_protocol::Comment| {
+            Arc::new(ServerMessage::Comment {
+                user_id: c.user_id,
+                comment: c.clone(),
+            })
+        };
+        reg.deliver(project, publish(&stored[0])).await;
+        reg.deliver(project, publish(&stored[2])).await;
+        let started = tokio::time::Instant::now();
+        let ids: Vec<i64> = stored.iter().map(|c| c.id).collect();
+        assert_eq!(received_ids(&mut rx, 3).await, ids);
+        assert!(
+            started.elapsed() >= GAP_WAIT,
+            "the third waited for the second"
+        );
+        reg.deliver(project, publish(&stored[1])).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(rx.try_recv().is_err(), "the late original is a duplicate");
     }
 }

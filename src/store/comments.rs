@@ -166,6 +166,19 @@ impl Store {
         Ok(rows.into_iter().map(CommentRow::into_wire).collect())
     }
 
+    /// The id of the project's newest comment, if it has any.
+    pub async fn newest_comment_id(
+        &self,
+        project: ProjectId,
+    ) -> Result<Option<CommentId>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT MAX(id) FROM comments WHERE project_id = $1",
+        )
+        .bind(project)
+        .fetch_one(pool)
+        .await)?)
+    }
+
     /// Up to `limit` comments of a project with id greater than `since`,
     /// oldest first: the feed a reconnecting client fills its gap from.
     pub async fn comments_since(
