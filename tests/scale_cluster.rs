@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::Cluster;
+use common::services::SlowProxy;
 use common::*;
 use vridge_protocol::{ClientMessage, Comment, NewReaction, ServerMessage, close};
 
@@ -383,4 +384,80 @@ async fn rest_writes_on_one_node_reach_sockets_on_the_other() {
         removed.ended().await,
         Ended::Closed(close::PERMISSION_DENIED)
     );
+}
+
+/// Writers on both nodes interleave; every member on either node receives
+/// each comment exactly once, in id order, each chaining to the one before
+/// (`prev_id`) — so the newest id any member holds at any moment is a safe
+/// `since`: a resume from it returns exactly the comments after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_both_nodes_receive_the_commit_order_and_resume_from_any_point() {
+    const EACH: usize = 25;
+    // Node 1 hears Redis 40 ms late: node 0's comments reach it well after
+    // node 1's own later comments are committed and delivered locally.
+    let cluster = Cluster::start(1, NO_LIMITS).await;
+    let redis_addr = cluster
+        .redis
+        .url()
+        .trim_start_matches("redis://")
+        .parse()
+        .unwrap();
+    let slow = SlowProxy::start(redis_addr, Duration::from_millis(40)).await;
+    let far_node = Cluster::node(&cluster.db, &slow.url(), NO_LIMITS).await;
+    let (n0, n1) = (&cluster.nodes[0], &far_node);
+    let f = n0.fixture().await;
+    let (mut writer0, _) = n0.join(f.project.id, f.editor.id).await;
+    let (mut writer1, _) = n1.join(f.project.id, f.editor2.id).await;
+    let (reader0, _) = n0.join(f.project.id, f.owner.id).await;
+    let (reader1, _) = n1.join(f.project.id, f.viewer.id).await;
+    for i in 0..EACH {
+        writer0
+            .send(&comment_add(f.feedback[0], &format!("n0-{i}"), None))
+            .await;
+        writer1
+            .send(&comment_add(f.feedback[1], &format!("n1-{i}"), None))
+            .await;
+    }
+    let mut received = Vec::new();
+    for client in [writer0, writer1, reader0, reader1].iter_mut() {
+        let mut comments: Vec<Comment> = Vec::new();
+        while comments.len() < 2 * EACH {
+            comments.push(comment_of(client.expect(is_comment).await));
+        }
+        client
+            .expect_none(Duration::from_millis(400), is_comment)
+            .await;
+        received.push(comments);
+    }
+    let stored = n0
+        .state
+        .store
+        .comments_since(f.project.id, 0, 1000)
+        .await
+        .unwrap();
+    let stored_ids: Vec<i64> = stored.iter().map(|c| c.id).collect();
+    assert_eq!(stored_ids.len(), 2 * EACH);
+    for (who, comments) in received.iter().enumerate() {
+        let ids: Vec<i64> = comments.iter().map(|c| c.id).collect();
+        assert_eq!(ids, stored_ids, "member {who} got the commit order");
+        let mut prev = None;
+        for c in comments {
+            assert_eq!(c.prev_id, prev, "member {who}: {} chains", c.id);
+            prev = Some(c.id);
+        }
+    }
+    for (k, since) in stored_ids.iter().enumerate().step_by(7) {
+        let node = if k % 2 == 0 { n0 } else { n1 };
+        let url = format!(
+            "{}&since={since}",
+            node.ws_url(f.project.id, &node.token(f.editor.id))
+        );
+        let mut client = Client::connect(&url, vridge_protocol::Encoding::Json).await;
+        let ServerMessage::InitialState(state) = client.next().await else {
+            panic!("expected initial_state")
+        };
+        let got: Vec<i64> = state.comments.iter().map(|c| c.id).collect();
+        assert_eq!(got, stored_ids[k + 1..], "resume from {since}");
+        assert_eq!(state.resume_complete, Some(true));
+    }
 }

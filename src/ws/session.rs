@@ -206,12 +206,12 @@ impl Session {
     /// would cost a query per live comment; the lock costs one statement per
     /// project per flush and makes every store read a prefix.)
     ///
-    /// What the lock does not order is *live* delivery across nodes: a
-    /// node delivers its own comments at once and others' when Redis brings
-    /// them, so two comments committed on two nodes within one publish
-    /// latency may reach a socket out of id order (each exactly once). A
-    /// client dropping in that instant and resuming from the higher id could
-    /// miss the lower one; README "Scaling out" states this limit.
+    /// Live delivery keeps that order across nodes: every comment names its
+    /// project's previous one (`prev_id`), and a room passes a comment on
+    /// only after the one before it (held back until the predecessor
+    /// arrives through the broker, or is read from the store after a short
+    /// wait). So a socket receives the project's comments in commit order,
+    /// and the newest id a client holds is always a safe `since`.
     ///
     /// A resume (`since`) returns every comment after `since`, oldest first,
     /// up to `resume_max_comments`; when capped, `resume_complete` is false

@@ -235,3 +235,67 @@ impl Drop for CuttableProxy {
         self.accept.abort();
     }
 }
+
+/// A TCP proxy to `upstream` that hands everything the upstream sends back
+/// to the client `delay` late (in order; the other direction is not
+/// delayed): a server whose Redis is far away.
+pub struct SlowProxy {
+    pub addr: SocketAddr,
+    accept: JoinHandle<()>,
+}
+
+impl SlowProxy {
+    pub async fn start(upstream: SocketAddr, delay: Duration) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    let (chunks_tx, mut chunks_rx) =
+                        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                    let down = tokio::spawn(async move {
+                        while let Some((due, chunk)) = chunks_rx.recv().await {
+                            tokio::time::sleep_until(due).await;
+                            if client_write.write_all(&chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = server_read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let due = tokio::time::Instant::now() + delay;
+                        if chunks_tx.send((due, buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                    drop(chunks_tx);
+                    let _ = down.await;
+                    up.abort();
+                });
+            }
+        });
+        Self { addr, accept }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
