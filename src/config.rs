@@ -30,6 +30,28 @@ pub enum Command {
         #[arg(long)]
         ttl_secs: Option<u64>,
     },
+    /// Create load-test users and projects in the store and write their
+    /// tokens as JSON lines for `vridge-loadtest`.
+    Provision(ProvisionArgs),
+}
+
+/// What `provision` creates: `projects` × `members` users (the first member
+/// of each project owns it, the others are editors), one feedback item per
+/// project, and an access token per user.
+#[derive(Debug, Clone, Args)]
+pub struct ProvisionArgs {
+    /// Projects to create.
+    #[arg(long)]
+    pub projects: usize,
+    /// Members per project, owner included (each is a distinct user).
+    #[arg(long)]
+    pub members: usize,
+    /// Where to write the JSON lines (`-` for standard output).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Lifetime of the minted tokens, in seconds: long enough for the run.
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub token_ttl_secs: u64,
 }
 
 /// Everything the server needs to run. Durations are in milliseconds or

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod provision;
 pub mod room;
 pub mod store;
 pub mod time;

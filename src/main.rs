@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    raise_open_file_limit();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Token { user, ttl_secs } => {
@@ -30,6 +31,55 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Provision(args) => provision(cli.config, args).await,
+    }
+}
+
+/// Creates load-test users and projects and writes the provisioning file.
+async fn provision(
+    config: vridge_realtime::Config,
+    args: vridge_realtime::config::ProvisionArgs,
+) -> anyhow::Result<()> {
+    use vridge_realtime::provision::{ProvisionSpec, provision, write_lines};
+    std::fs::create_dir_all(&config.data_dir).context("creating the data directory")?;
+    let store =
+        vridge_realtime::store::Store::connect(&config.database_url(), config.db_max_connections)
+            .await
+            .context("opening the store")?;
+    let secret = secret::load_or_generate(config.jwt_secret.as_deref(), &config.data_dir)?;
+    let keys = JwtKeys::hs256(&secret, Duration::from_secs(config.access_token_ttl_secs));
+    let started = std::time::Instant::now();
+    let spec = ProvisionSpec {
+        projects: args.projects,
+        members: args.members,
+        token_ttl: Duration::from_secs(args.token_ttl_secs),
+    };
+    let users = provision(&store, &keys, spec).await?;
+    if args.out.as_os_str() == "-" {
+        write_lines(&users, std::io::stdout().lock())?;
+    } else {
+        let file = std::fs::File::create(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        write_lines(&users, file)?;
+    }
+    store.close().await;
+    eprintln!(
+        "provisioned {} users in {} projects in {:.1?} ({})",
+        users.len(),
+        args.projects,
+        started.elapsed(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Raises the open-file soft limit to the hard limit: every socket is a file,
+/// and the usual soft limit (1,024) would cap the server far below what it
+/// can hold. Failing to raise it is reported, not fatal.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
 }
 

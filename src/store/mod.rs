@@ -7,6 +7,7 @@
 //! cannot serve two databases from one crate.
 
 mod accounts;
+mod bulk;
 mod comments;
 mod feedback;
 pub mod persister;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
 };
 
 pub use accounts::{NewFeedback, NewUser, Project, User};
+pub use bulk::{BulkProject, ProvisionedProject};
 pub use comments::{CommentRequest, StoredComment};
 pub use feedback::FeedbackStats;
 pub use projects::{AddMember, Member, ProjectChanges, ProjectSummary, StatusFilter};
