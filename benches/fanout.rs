@@ -1,1 +1,105 @@
-fn main() {}
+//! One event fanned out to 1,000 members: through the real room actor
+//! (`Registry::deliver` to a room of 1,000 joined outboxes, until every
+//! member's queue holds it), and the bare loop the room runs (encode once,
+//! `offer` the shared bytes to each outbox).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tokio::sync::mpsc;
+use vridge_protocol::codec::encode;
+use vridge_protocol::{Comment, Encoding, ServerMessage};
+use vridge_realtime::metrics::Metrics;
+use vridge_realtime::room::{Registry, RoomSettings};
+use vridge_realtime::ws::outbox::{OutFrame, Outbox};
+
+const MEMBERS: usize = 1000;
+const PROJECT: i64 = 1;
+
+fn event() -> ServerMessage {
+    ServerMessage::Comment {
+        comment: Comment {
+            id: 1,
+            project_id: PROJECT,
+            feedback_id: 7,
+            user_id: 1001,
+            text: "At 0:42 the colour jumps between the two shots".into(),
+            title: None,
+            section: None,
+            security: None,
+            timestamp: Some(42.5),
+            created: "2026-11-22T10:00:00.123Z".into(),
+        },
+        user_id: 1001,
+    }
+}
+
+fn outboxes(metrics: &Arc<Metrics>) -> (Vec<Outbox>, Vec<mpsc::Receiver<OutFrame>>) {
+    (0..MEMBERS)
+        .map(|_| {
+            let (outbox, rx, _closer) = Outbox::channel(4096, Encoding::Json, metrics.clone());
+            (outbox, rx)
+        })
+        .unzip()
+}
+
+fn drain(receivers: &mut [mpsc::Receiver<OutFrame>]) {
+    for rx in receivers {
+        while rx.try_recv().is_ok() {}
+    }
+}
+
+fn through_the_room(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let registry = Registry::new(
+        RoomSettings {
+            typing_timeout: Duration::from_secs(10),
+        },
+        metrics.clone(),
+    );
+    let (boxes, mut receivers) = outboxes(&metrics);
+    rt.block_on(async {
+        for (i, outbox) in boxes.into_iter().enumerate() {
+            registry.join(PROJECT, i as u64, i as i64 + 1, outbox).await;
+        }
+    });
+    drain(&mut receivers);
+    let msg = Arc::new(event());
+    c.bench_function("fanout/room_actor/1000_members", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                registry.deliver(PROJECT, msg.clone()).await;
+                for rx in receivers.iter_mut() {
+                    black_box(rx.recv().await);
+                }
+            })
+        })
+    });
+}
+
+fn encode_once_offer_loop(c: &mut Criterion) {
+    let metrics = Arc::new(Metrics::default());
+    let (boxes, mut receivers) = outboxes(&metrics);
+    let msg = event();
+    c.bench_function("fanout/encode_once_offer/1000_members", |b| {
+        b.iter(|| {
+            let bytes = encode(Encoding::Json, &msg).unwrap();
+            for outbox in &boxes {
+                outbox.offer(OutFrame {
+                    bytes: bytes.clone(),
+                    comment_id: Some(1),
+                });
+            }
+            drain(&mut receivers);
+        })
+    });
+}
+
+criterion_group!(benches, through_the_room, encode_once_offer_loop);
+criterion_main!(benches);

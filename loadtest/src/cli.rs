@@ -36,7 +36,8 @@ pub enum WireEncoding {
 /// Options every scenario takes.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Server URL (ws://HOST:PORT); repeat to spread clients across nodes.
+    /// Server URL (ws://HOST:PORT); repeat to spread projects across nodes
+    /// (a project's members all go to the same node).
     #[arg(long = "url", global = true, default_value = "ws://127.0.0.1:8080")]
     pub urls: Vec<String>,
     /// Provisioning file: JSON lines of {"user_id","token","project_id","feedback_id"}.
@@ -214,15 +215,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
     let sockets: usize = projects.iter().map(|p| p.members.len()).sum();
     let limit = raise_open_files();
     // Each socket is a file, plus some for the runtime and HTTP.
-    if matches!(cli.scenario, Scenario::Rest { .. }) {
-    } else if (sockets as u64) + 64 > limit {
+    let uses_sockets = !matches!(cli.scenario, Scenario::Rest { .. });
+    if uses_sockets && (sockets as u64) + 64 > limit {
         eprintln!(
             "warning: {sockets} sockets need more open files than this process may have ({limit}); \
              expect EMFILE: raise the hard limit (ulimit -Hn) or split the run with --shard"
         );
     }
     let sources = if common.source_addrs == 0 {
-        sources_needed(sockets, common.urls.len())
+        sources_needed(sockets)
     } else {
         common.source_addrs
     };

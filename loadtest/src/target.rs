@@ -1,5 +1,6 @@
-//! Where and how sockets connect: the servers (clients spread round-robin
-//! across them), the URL path template, the wire encoding, and the local
+//! Where and how sockets connect: the servers (clients spread across them
+//! by project, so a project's members share a node and its rooms work with
+//! any broker), the URL path template, the wire encoding, and the local
 //! source addresses. One source address has one ephemeral-port range
 //! (about 28,000 ports by default), so beyond that sockets are spread over
 //! 127.0.0.1, 127.0.0.2, …: each client socket is bound to 127.0.0.N:0
@@ -160,16 +161,16 @@ impl Target {
             .replace("{token}", &member.token)
     }
 
-    /// The server socket `index` goes to.
-    pub fn server_for(&self, index: usize) -> SocketAddr {
-        self.servers[index % self.servers.len()]
+    /// The server a project's members connect to.
+    pub fn server_for(&self, project_id: i64) -> SocketAddr {
+        self.servers[project_id.unsigned_abs() as usize % self.servers.len()]
     }
 
     /// The source address socket `index` binds to: the next address every
-    /// [`SOCKETS_PER_SOURCE`] sockets per server, up to `sources`.
+    /// [`SOCKETS_PER_SOURCE`] sockets, up to `sources`. The ports of one
+    /// address are shared by every server, so this counts all sockets.
     pub fn source_for(&self, index: usize) -> Ipv4Addr {
-        let per_server = index / self.servers.len();
-        let n = (per_server / SOCKETS_PER_SOURCE) % self.sources;
+        let n = (index / SOCKETS_PER_SOURCE) % self.sources;
         Ipv4Addr::new(127, 0, 0, 1 + n as u8)
     }
 
@@ -181,7 +182,7 @@ impl Target {
     }
 
     async fn connect_inner(&self, index: usize, member: &Member) -> Result<Socket, ConnectError> {
-        let server = self.server_for(index);
+        let server = self.server_for(member.project_id);
         let socket = TcpSocket::new_v4().map_err(ConnectError::Io)?;
         if self.sources > 1 {
             socket
@@ -209,12 +210,9 @@ impl Target {
     }
 }
 
-/// How many source addresses `sockets` spread over `servers` need.
-pub fn sources_needed(sockets: usize, servers: usize) -> usize {
-    sockets
-        .div_ceil(servers.max(1))
-        .div_ceil(SOCKETS_PER_SOURCE)
-        .max(1)
+/// How many source addresses `sockets` need.
+pub fn sources_needed(sockets: usize) -> usize {
+    sockets.div_ceil(SOCKETS_PER_SOURCE).max(1)
 }
 
 #[cfg(test)]
@@ -239,9 +237,8 @@ mod tests {
             ),
             "/ws/feedback/7?token=tok&u=3&f=9"
         );
-        assert_eq!(sources_needed(10, 1), 1);
-        assert_eq!(sources_needed(100_000, 1), 4);
-        assert_eq!(sources_needed(100_000, 2), 2);
+        assert_eq!(sources_needed(10), 1);
+        assert_eq!(sources_needed(100_000), 4);
         assert_eq!(authority("ws://127.0.0.1:80/x").unwrap(), "127.0.0.1:80");
         assert!(authority("wss://x").is_err());
     }
@@ -262,6 +259,11 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(ok.server_for(1).port(), 9);
+        assert_eq!(
+            ok.server_for(7),
+            ok.server_for(9),
+            "a project's members share a node"
+        );
         assert_eq!(ok.source_for(0), Ipv4Addr::new(127, 0, 0, 1));
         assert_eq!(
             ok.source_for(2 * SOCKETS_PER_SOURCE),
