@@ -94,7 +94,9 @@ pub async fn run<S>(
     let start = Instant::now() + settings.ping_interval;
     let mut ping = interval_at(start, settings.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut queued: Vec<OutFrame> = Vec::with_capacity(settings.max_batch.min(64));
+    // Empty until the first event: `recv_many` grows it as needed, so an idle
+    // socket does not hold a batch's worth (64 × 48 bytes) it never uses.
+    let mut queued: Vec<OutFrame> = Vec::new();
     while alive {
         tokio::select! {
             biased;
