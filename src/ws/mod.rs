@@ -32,10 +32,12 @@ pub fn router() -> Router<AppState> {
 
 /// tungstenite's settings for our sockets. The 128 KiB eagerly allocated read
 /// buffer of the default would cost 1.25 GiB per 10k idle sockets; ours is
-/// small, and message and frame sizes are capped at the configured limit.
+/// 1 KiB — client messages are small, and a larger one grows the buffer as
+/// its frame header announces it — and message and frame sizes are capped
+/// at the configured limit.
 pub fn socket_config(config: &Config) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(16 * 1024 * 1024)
         .max_message_size(Some(config.max_message_bytes))
