@@ -231,7 +231,17 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
         WireEncoding::Json => Encoding::Json,
         WireEncoding::Msgpack => Encoding::MsgPack,
     };
-    let target = Target::new(&common.urls, common.ws_path.clone(), encoding, sources).await?;
+    // Shards of one run take disjoint source addresses: shard i starts at
+    // 127.0.0.(1 + i × sources).
+    let first_source = common.shard.map_or(1, |s| 1 + s.index * sources).min(254) as u8;
+    let target = Target::with_sources(
+        &common.urls,
+        common.ws_path.clone(),
+        encoding,
+        sources,
+        first_source,
+    )
+    .await?;
     let run = Run::new(target, common.server_pid.clone(), !common.no_progress);
     let report = match cli.scenario {
         Scenario::Idle { hold_secs, .. } => {

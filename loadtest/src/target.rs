@@ -89,6 +89,9 @@ pub struct Target {
     path_template: String,
     pub encoding: Encoding,
     sources: usize,
+    /// The last octet of the first source address (1: 127.0.0.1); shards of
+    /// one run start at different addresses so their ports do not collide.
+    first_source: u8,
     config: WebSocketConfig,
     timeout: Duration,
 }
@@ -116,6 +119,17 @@ impl Target {
         encoding: Encoding,
         sources: usize,
     ) -> Result<Self, TargetError> {
+        Self::with_sources(urls, path_template, encoding, sources, 1).await
+    }
+
+    /// As [`Target::new`], with sources starting at 127.0.0.`first_source`.
+    pub async fn with_sources(
+        urls: &[String],
+        path_template: String,
+        encoding: Encoding,
+        sources: usize,
+        first_source: u8,
+    ) -> Result<Self, TargetError> {
         let mut servers = Vec::new();
         for url in urls {
             let host = authority(url)?;
@@ -137,6 +151,7 @@ impl Target {
             path_template,
             encoding,
             sources: sources.clamp(1, 254),
+            first_source: first_source.max(1),
             // Small, like the server's: the client must stay cheaper than
             // the server per socket (tungstenite's default is 128 KiB).
             config: WebSocketConfig::default()
@@ -171,7 +186,7 @@ impl Target {
     /// address are shared by every server, so this counts all sockets.
     pub fn source_for(&self, index: usize) -> Ipv4Addr {
         let n = (index / SOCKETS_PER_SOURCE) % self.sources;
-        Ipv4Addr::new(127, 0, 0, 1 + n as u8)
+        Ipv4Addr::new(127, 0, 0, self.first_source.saturating_add(n as u8))
     }
 
     /// Opens socket number `index` for `member` and completes the handshake.
@@ -184,7 +199,7 @@ impl Target {
     async fn connect_inner(&self, index: usize, member: &Member) -> Result<Socket, ConnectError> {
         let server = self.server_for(member.project_id);
         let socket = TcpSocket::new_v4().map_err(ConnectError::Io)?;
-        if self.sources > 1 {
+        if self.sources > 1 || self.first_source > 1 {
             socket
                 .bind(SocketAddr::new(IpAddr::V4(self.source_for(index)), 0))
                 .map_err(ConnectError::Io)?;
