@@ -161,13 +161,10 @@ impl Application {
             config.persist_batch,
             persister_stop.clone(),
         );
-        let listener =
-            TcpListener::bind(config.bind)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.bind,
-                    source,
-                })?;
+        let listener = bind_listener(config.bind).map_err(|source| StartupError::Bind {
+            addr: config.bind,
+            source,
+        })?;
         let state = AppState {
             ws_config: crate::ws::socket_config(&config),
             limits: Arc::new(RateLimits::from_config(&config)),
@@ -267,6 +264,23 @@ impl Application {
         state.store.close().await;
         result
     }
+}
+
+/// Pending connections the kernel queues before accept; the kernel caps it at
+/// `net.core.somaxconn`. tokio's default (1,024) overflows when thousands of
+/// clients reconnect at once (after a deploy): the dropped SYNs are retried
+/// by clients only after 1 s, then 3 s.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Binds the listening socket with [`LISTEN_BACKLOG`] and `SO_REUSEADDR`.
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn spawn_pruner(limits: Arc<RateLimits>, shutdown: CancellationToken) -> JoinHandle<()> {
