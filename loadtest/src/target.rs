@@ -281,8 +281,20 @@ mod tests {
         );
         assert_eq!(ok.source_for(0), Ipv4Addr::new(127, 0, 0, 1));
         assert_eq!(
-            ok.source_for(2 * SOCKETS_PER_SOURCE),
+            ok.source_for(SOCKETS_PER_SOURCE),
             Ipv4Addr::new(127, 0, 0, 2)
+        );
+        assert_eq!(
+            ok.source_for(2 * SOCKETS_PER_SOURCE),
+            Ipv4Addr::new(127, 0, 0, 1),
+            "wraps around the configured addresses"
+        );
+        let shard = Target::with_sources(&["127.0.0.1:9".into()], "/".into(), Encoding::Json, 2, 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            shard.source_for(SOCKETS_PER_SOURCE),
+            Ipv4Addr::new(127, 0, 0, 6)
         );
     }
 }
