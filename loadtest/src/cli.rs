@@ -132,6 +132,9 @@ pub enum Scenario {
         /// Milliseconds between failed attempts.
         #[arg(long, default_value_t = 200)]
         retry_after_ms: u64,
+        /// Start the storm at this Unix time (seconds), so several shards storm together.
+        #[arg(long)]
+        at_unix_secs: Option<u64>,
     },
     /// GET a REST path at a fixed rate: latency percentiles and statuses.
     Rest {
@@ -297,6 +300,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
         Scenario::Storm {
             attempts,
             retry_after_ms,
+            at_unix_secs,
             ..
         } => {
             let members = projects.into_iter().flat_map(|p| p.members).collect();
@@ -307,6 +311,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
                     connect_rate: common.connect_rate,
                     attempts: attempts.max(1),
                     retry_after: Duration::from_millis(retry_after_ms),
+                    at_unix_secs,
                 },
             )
             .await

@@ -199,11 +199,11 @@ impl Target {
     async fn connect_inner(&self, index: usize, member: &Member) -> Result<Socket, ConnectError> {
         let server = self.server_for(member.project_id);
         let socket = TcpSocket::new_v4().map_err(ConnectError::Io)?;
-        if self.sources > 1 || self.first_source > 1 {
-            socket
-                .bind(SocketAddr::new(IpAddr::V4(self.source_for(index)), 0))
-                .map_err(ConnectError::Io)?;
-        }
+        // Always bound: Linux gives an unbound connect() only the ports of
+        // one parity (half the ephemeral range), a bind(addr:0) all of them.
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(self.source_for(index)), 0))
+            .map_err(ConnectError::Io)?;
         let stream = socket.connect(server).await.map_err(ConnectError::Io)?;
         let _ = stream.set_nodelay(true);
         let url = format!(

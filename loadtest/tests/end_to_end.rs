@@ -252,6 +252,7 @@ async fn idle_and_storm_runs_count_every_socket() {
             connect_rate: 500.0,
             attempts: 3,
             retry_after: Duration::from_millis(50),
+            at_unix_secs: None,
         },
     )
     .await;

@@ -25,6 +25,9 @@ pub struct StormSpec {
     pub attempts: u32,
     /// Pause between a failed attempt and the next.
     pub retry_after: Duration,
+    /// Wall-clock time (Unix seconds) to start the storm at, so several
+    /// load-generator processes storm together; `None`: once all are open.
+    pub at_unix_secs: Option<u64>,
 }
 
 pub async fn run(run: &Run, members: Vec<Member>, spec: StormSpec) -> Report {
@@ -94,7 +97,13 @@ pub async fn run(run: &Run, members: Vec<Member>, spec: StormSpec) -> Report {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let opened = run.counters.opened.load(Relaxed);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let wait = match spec.at_unix_secs {
+        Some(at) => Duration::from_nanos(
+            (at.saturating_mul(1_000_000_000)).saturating_sub(crate::clock::unix_ns()),
+        ),
+        None => Duration::from_secs(1),
+    };
+    tokio::time::sleep(wait).await;
     let server_from = run.server_sample();
     let client_from = Process(None).sample();
     let t0 = Instant::now();
