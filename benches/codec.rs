@@ -57,6 +57,8 @@ fn events() -> Vec<(&'static str, ServerMessage)> {
                 comments: (1..=20).map(comment).collect(),
                 online_users: (1000..1020).collect(),
                 last_comment_id: Some(20),
+                resumed_from: None,
+                resume_complete: None,
             }),
         ),
     ]

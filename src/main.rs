@@ -46,8 +46,8 @@ async fn provision(
         vridge_realtime::store::Store::connect(&config.database_url(), config.db_max_connections)
             .await
             .context("opening the store")?;
-    let secret = secret::load_or_generate(config.jwt_secret.as_deref(), &config.data_dir)?;
-    let keys = JwtKeys::hs256(&secret, Duration::from_secs(config.access_token_ttl_secs));
+    // The server's own keys (HS256 secret or RS256 pair), so its tokens verify.
+    let keys = keys::load(&config, Duration::from_secs(config.access_token_ttl_secs))?;
     let started = std::time::Instant::now();
     let spec = ProvisionSpec {
         projects: args.projects,

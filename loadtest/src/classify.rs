@@ -255,6 +255,8 @@ mod real_frames {
                     comments: vec![comment(1, &comment_text(5, 0))],
                     online_users: vec![3],
                     last_comment_id: Some(1),
+                    resumed_from: None,
+                    resume_complete: None,
                 }),
                 ServerMessage::Comment {
                     comment: comment(2, &comment_text(111, 8)),
