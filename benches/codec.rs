@@ -22,6 +22,7 @@ fn comment(id: i64) -> Comment {
         security: None,
         timestamp: Some(42.5),
         created: "2026-11-22T10:00:00.123Z".into(),
+        prev_id: None,
     }
 }
 

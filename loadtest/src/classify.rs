@@ -243,6 +243,7 @@ mod real_frames {
             security: None,
             timestamp: Some(1.5),
             created: "2026-11-22T10:00:00Z".into(),
+            prev_id: None,
         }
     }
 
