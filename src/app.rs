@@ -205,7 +205,8 @@ impl Application {
         F: Future<Output = ()> + Send + 'static,
     {
         let state = self.state;
-        let prune = spawn_pruner(state.limits.clone(), state.shutdown.clone());
+        let limits = state.limits.clone();
+        let prune = spawn_periodic(PRUNE_EVERY, state.shutdown.clone(), move || limits.prune());
         let router = crate::http::router(state.clone());
         // axum runs as its own task: the shutdown sequence below (flush, then
         // close sockets) must never wait behind axum draining its connections.
@@ -283,13 +284,19 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-fn spawn_pruner(limits: Arc<RateLimits>, shutdown: CancellationToken) -> JoinHandle<()> {
+/// Runs `work` every `every` until `shutdown` fires. Keyed rate-limit state
+/// (socket messages, sign-in attempts) is pruned this way so it does not
+/// grow with every key ever seen.
+pub fn spawn_periodic<F>(every: Duration, shutdown: CancellationToken, work: F) -> JoinHandle<()>
+where
+    F: Fn() + Send + 'static,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = tick.tick() => limits.prune(),
+                _ = tick.tick() => work(),
             }
         }
     })

@@ -45,7 +45,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub fn router(state: AppState) -> Router {
     let limits = Arc::new(LoginLimits::from_config(&state.config));
-    spawn_pruner(limits.clone(), state.shutdown.clone());
+    let pruned = limits.clone();
+    crate::app::spawn_periodic(PRUNE_EVERY, state.shutdown.clone(), move || pruned.prune());
     Router::new()
         .merge(health::router())
         .merge(crate::ws::router())
@@ -125,16 +126,4 @@ fn cors(config: &Config) -> CorsLayer {
         ])
         .expose_headers([header::ETAG, header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
-}
-
-fn spawn_pruner(limits: Arc<LoginLimits>, shutdown: tokio_util::sync::CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PRUNE_EVERY);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => limits.prune(),
-            }
-        }
-    });
 }
