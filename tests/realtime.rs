@@ -63,26 +63,7 @@ async fn sender_gets_an_ack_with_its_client_msg_id_and_the_stored_id() {
 
 #[tokio::test]
 async fn a_retried_client_msg_id_is_stored_once_and_answered_with_the_original() {
-    let server = TestServer::spawn().await;
-    let f = server.fixture().await;
-    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
-    let (mut b, _) = server.join(f.project.id, f.owner.id).await;
-    a.send(&comment_add(f.feedback[0], "once", Some("retry-me")))
-        .await;
-    let ServerMessage::CommentAck(first) = a.expect(is_ack).await else {
-        unreachable!()
-    };
-    a.send(&comment_add(f.feedback[0], "once", Some("retry-me")))
-        .await;
-    let ServerMessage::CommentAck(second) = a.expect(is_ack).await else {
-        unreachable!()
-    };
-    assert!(second.duplicate);
-    assert_eq!(second.comment_id, first.comment_id);
-    assert_eq!(server.stored_comments(f.project.id).await.len(), 1);
-    // The other member saw it exactly once.
-    b.expect(is_comment).await;
-    b.expect_none(Duration::from_millis(300), is_comment).await;
+    retry_is_stored_once(&TestServer::spawn().await).await;
 }
 
 #[tokio::test]

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use vridge_protocol::{ClientMessage, ServerMessage};
 
@@ -47,24 +45,7 @@ async fn members_see_each_others_comments_in_id_order_and_authors_get_acks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_is_stored_once_on_postgres() {
-    let server = TestServer::spawn_postgres().await;
-    let f = server.fixture().await;
-    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
-    let (mut b, _) = server.join(f.project.id, f.owner.id).await;
-    a.send(&comment_add(f.feedback[0], "once", Some("retry-me")))
-        .await;
-    let ServerMessage::CommentAck(first) = a.expect(is_ack).await else {
-        unreachable!()
-    };
-    a.send(&comment_add(f.feedback[0], "once", Some("retry-me")))
-        .await;
-    let ServerMessage::CommentAck(second) = a.expect(is_ack).await else {
-        unreachable!()
-    };
-    assert!(second.duplicate);
-    assert_eq!(second.comment_id, first.comment_id);
-    b.expect(is_comment).await;
-    b.expect_none(Duration::from_millis(300), is_comment).await;
+    retry_is_stored_once(&TestServer::spawn_postgres().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,26 +173,7 @@ impl CommentChain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vridge_protocol::Comment;
-
-    fn comment(id: CommentId, prev_id: Option<CommentId>) -> Arc<ServerMessage> {
-        Arc::new(ServerMessage::Comment {
-            comment: Comment {
-                id,
-                project_id: 1,
-                feedback_id: 1,
-                user_id: 1,
-                text: format!("c{id}"),
-                title: None,
-                section: None,
-                security: None,
-                timestamp: None,
-                created: "2026-11-22T10:00:00Z".into(),
-                prev_id,
-            },
-            user_id: 1,
-        })
-    }
+    use crate::room::test_support::comment;
 
     fn ids(out: &[Arc<ServerMessage>]) -> Vec<CommentId> {
         out.iter()

@@ -10,6 +10,8 @@
 mod actor;
 mod chain;
 mod registry;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 

@@ -175,6 +175,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::room::actor::GAP_WAIT;
+    use crate::room::test_support::comment;
     use vridge_protocol::Encoding;
 
     /// A registry on a fresh SQLite store; keep the directory alive.
@@ -241,25 +242,6 @@ mod tests {
         })
         .await
         .expect("room retired");
-    }
-
-    fn comment(id: i64, prev_id: Option<i64>) -> Arc<ServerMessage> {
-        Arc::new(ServerMessage::Comment {
-            comment: vridge_protocol::Comment {
-                id,
-                project_id: 1,
-                feedback_id: 1,
-                user_id: 1,
-                text: format!("c{id}"),
-                title: None,
-                section: None,
-                security: None,
-                timestamp: None,
-                created: "2026-11-22T10:00:00Z".into(),
-                prev_id,
-            },
-            user_id: 1,
-        })
     }
 
     /// The comment ids a member's queue receives, in order, until `count`

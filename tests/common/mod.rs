@@ -420,3 +420,26 @@ pub fn is_ack(msg: &ServerMessage) -> bool {
 pub fn is_error(msg: &ServerMessage) -> bool {
     matches!(msg, ServerMessage::Error { .. })
 }
+
+/// A comment retried with the same `client_msg_id` is stored once, answered
+/// with the original, and seen once by the other members. Run on each engine.
+pub async fn retry_is_stored_once(server: &TestServer) {
+    let f = server.fixture().await;
+    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
+    let (mut b, _) = server.join(f.project.id, f.owner.id).await;
+    a.send(&comment_add(f.feedback[0], "once", Some("retry-me")))
+        .await;
+    let ServerMessage::CommentAck(first) = a.expect(is_ack).await else {
+        unreachable!()
+    };
+    a.send(&comment_add(f.feedback[0], "once", Some("retry-me")))
+        .await;
+    let ServerMessage::CommentAck(second) = a.expect(is_ack).await else {
+        unreachable!()
+    };
+    assert!(second.duplicate);
+    assert_eq!(second.comment_id, first.comment_id);
+    assert_eq!(server.stored_comments(f.project.id).await.len(), 1);
+    b.expect(is_comment).await;
+    b.expect_none(Duration::from_millis(300), is_comment).await;
+}
