@@ -9,11 +9,14 @@ pub mod outbox;
 pub mod session;
 pub mod writer;
 
+use std::pin::Pin;
+
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -127,23 +130,9 @@ async fn upgrade(
         user_id = tracing::field::Empty,
         ?encoding
     );
-    app.sessions.clone().spawn(
-        async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let ws = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(socket_config),
-                    )
-                    .await;
-                    session::run(app, ws, handshake).await;
-                }
-                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-            }
-        }
-        .instrument(span),
-    );
+    // Only the box is the task's until the socket is open (see `session::open`).
+    let opening = Box::pin(open(app.clone(), on_upgrade, socket_config, handshake));
+    app.sessions.spawn(serve(opening).instrument(span));
 
     let mut response = Response::new(axum::body::Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -160,4 +149,78 @@ async fn upgrade(
         );
     }
     response
+}
+
+/// The socket as tungstenite drives it.
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Takes the upgraded connection from hyper and opens the session on it.
+async fn open(
+    app: AppState,
+    on_upgrade: OnUpgrade,
+    socket_config: WebSocketConfig,
+    handshake: session::Handshake,
+) -> Option<session::Live<Socket>> {
+    match on_upgrade.await {
+        Ok(upgraded) => {
+            let ws = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(socket_config),
+            )
+            .await;
+            session::open(app, ws, handshake).await
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            None
+        }
+    }
+}
+
+/// One socket's task, from the end of the HTTP exchange to close. `opening`
+/// is dropped (its memory freed) before the long read loop starts.
+async fn serve<F>(opening: Pin<Box<F>>)
+where
+    F: Future<Output = Option<session::Live<Socket>>>,
+{
+    let mut live = {
+        let opening = opening;
+        opening.await
+    };
+    // By reference: moving it out of the `Option` would store it twice.
+    if let Some(live) = &mut live {
+        live.run().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream::SplitSink;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<F, A, R>(_: &F) -> usize
+    where
+        F: FnOnce(A) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// An idle socket holds its two tasks' futures for its whole life, and a
+    /// future is sized for its largest await point. Opening a socket (store
+    /// and broker queries: ~7 KiB of future), handling a frame and closing
+    /// are boxed so they do not size these; this fails when such an await
+    /// finds its way back inline.
+    #[test]
+    fn the_futures_an_idle_socket_holds_stay_small() {
+        type Opening = std::future::Ready<Option<session::Live<Socket>>>;
+        let reader = future_size(&serve::<Opening>);
+        let writer = std::mem::size_of::<writer::Writer<SplitSink<Socket, Message>>>()
+            + future_size(&|w: &mut writer::Writer<SplitSink<Socket, Message>>| w.run());
+        assert!(reader <= 1024, "reader task future: {reader} bytes");
+        assert!(writer <= 1024, "writer task state: {writer} bytes");
+    }
 }

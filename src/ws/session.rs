@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use futures_util::stream::SplitStream;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use vridge_protocol::codec::{decode_client, encode};
@@ -16,12 +20,15 @@ use vridge_protocol::{
     ProjectId, ServerMessage, UserId, close,
 };
 
+use super::connection_limit::ConnectionGuard;
 use super::outbox::{Closer, Outbox};
 use super::writer::{self, LastSeen, WriterSettings};
 use crate::app::AppState;
 use crate::auth::AuthError;
+use crate::broker::SocketSlot;
 use crate::domain::{Emoji, IdempotencyKey, Role, ValidComment};
 use crate::limits::LimitedKind;
+use crate::room::{ConnId, RoomHandle};
 use crate::store::CommentRequest;
 use crate::store::persister::{PersistJob, Reply};
 
@@ -43,12 +50,124 @@ pub struct Handshake {
     pub since: Option<CommentId>,
 }
 
-/// Runs one socket to its end.
-pub async fn run<S>(app: AppState, ws: S, handshake: Handshake)
+/// Opens a socket: admits it (authentication, membership, socket slots),
+/// joins its room, encodes `initial_state` and starts the writer, which sends
+/// that first. `None` when the socket was refused (and closed).
+///
+/// Callers box this future and await it apart from [`Live::run`]: a task's
+/// future is allocated once, sized for its largest await point, and opening
+/// awaits store and broker queries whose futures are many times the size of
+/// the read loop. Boxed, that memory is freed once the socket is open instead
+/// of being held by every idle socket for its whole life.
+pub async fn open<S>(app: AppState, ws: S, handshake: Handshake) -> Option<Live<S>>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
+    let Admitted {
+        session,
+        room,
+        conn,
+        rx,
+        preamble,
+        watermark,
+        slots,
+    } = admit(&app, &mut sink, &mut stream, handshake).await?;
+    let last_seen = Arc::new(LastSeen::new());
+    let settings = WriterSettings {
+        encoding: session.outbox.encoding(),
+        max_batch: app.config.max_batch.max(1),
+        ping_interval: app.config.ping_interval(),
+        pong_timeout: app.config.pong_timeout(),
+        watermark,
+        metrics: app.metrics.clone(),
+    };
+    let writer = writer::spawn(
+        sink,
+        rx,
+        session.closer.clone(),
+        preamble,
+        last_seen.clone(),
+        settings,
+    );
+    Some(Live {
+        session,
+        stream,
+        last_seen,
+        writer,
+        room,
+        conn,
+        _slots: slots,
+    })
+}
+
+/// An open socket: joined, its writer running. What it holds lives as long
+/// as the socket, so it is kept to what the read loop and the close need.
+pub struct Live<S> {
+    session: Session,
+    stream: SplitStream<S>,
+    last_seen: Arc<LastSeen>,
+    writer: JoinHandle<()>,
+    room: RoomHandle,
+    conn: ConnId,
+    /// This node's and the cluster's socket slots, held until the socket
+    /// ends (given back on drop).
+    _slots: (ConnectionGuard, SocketSlot),
+}
+
+impl<S> Live<S>
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Unpin,
+{
+    /// Reads client frames until the socket ends or is closed, then closes it.
+    /// By reference: a future owning `self` would hold it twice (the
+    /// argument and its moved-in copy), so the caller keeps it instead.
+    pub async fn run(&mut self) {
+        let peer_closed = self.session.read(&mut self.stream, &self.last_seen).await;
+        // Boxed for the same reason as `open`: the close is short, its timers
+        // are not.
+        Box::pin(self.close(peer_closed)).await;
+    }
+
+    /// Leaves the room, lets the writer send the close frame and waits for
+    /// the peer's side of the close handshake.
+    async fn close(&mut self, peer_closed: bool) {
+        self.room.leave(self.conn).await;
+        self.session.closer.close(1000);
+        let _ = (&mut self.writer).await;
+        if !peer_closed {
+            drain(&mut self.stream).await;
+        }
+        self.session.app.metrics.sockets_open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A socket that passed admission and joined its room, with its
+/// `initial_state` encoded for the writer to send first.
+struct Admitted {
+    session: Session,
+    room: RoomHandle,
+    conn: ConnId,
+    rx: tokio::sync::mpsc::Receiver<super::outbox::OutFrame>,
+    preamble: Bytes,
+    watermark: Option<CommentId>,
+    /// This node's and the cluster's socket slots, held until the socket ends.
+    slots: (ConnectionGuard, SocketSlot),
+}
+
+/// Authenticates and authorizes the socket, takes its slots, joins its room
+/// and encodes `initial_state`. A refused socket is closed here (with the
+/// reason's code) and `None` returned.
+async fn admit<Si, St>(
+    app: &AppState,
+    sink: &mut Si,
+    stream: &mut St,
+    handshake: Handshake,
+) -> Option<Admitted>
+where
+    Si: Sink<Message> + Unpin,
+    St: Stream<Item = Result<Message, WsError>> + Unpin,
+{
     let user = match handshake.token.as_deref().ok_or(AuthError::Missing) {
         Ok(token) => app.jwt.verify_access(token),
         Err(e) => Err(e),
@@ -56,33 +175,43 @@ where
     let user = match user {
         Ok(user) => user,
         Err(AuthError::Expired) => {
-            return refuse(&mut sink, &mut stream, close::TOKEN_EXPIRED).await;
+            refuse(sink, stream, close::TOKEN_EXPIRED).await;
+            return None;
         }
-        Err(_) => return refuse(&mut sink, &mut stream, close::UNAUTHENTICATED).await,
+        Err(_) => {
+            refuse(sink, stream, close::UNAUTHENTICATED).await;
+            return None;
+        }
     };
     tracing::Span::current().record("user_id", user);
     let role = match app.store.member_role(handshake.project, user).await {
         Ok(Some(role)) => role,
-        Ok(None) => return refuse(&mut sink, &mut stream, close::PERMISSION_DENIED).await,
+        Ok(None) => {
+            refuse(sink, stream, close::PERMISSION_DENIED).await;
+            return None;
+        }
         Err(e) => {
             tracing::error!(error = %e, "membership lookup failed");
-            return refuse(&mut sink, &mut stream, close::INTERNAL_ERROR).await;
+            refuse(sink, stream, close::INTERNAL_ERROR).await;
+            return None;
         }
     };
-    let Some(_slot) = app
+    let Some(slot) = app
         .connections
         .try_acquire(user, app.config.max_sockets_per_user)
     else {
-        return refuse(&mut sink, &mut stream, close::TOO_MANY_CONNECTIONS).await;
+        refuse(sink, stream, close::TOO_MANY_CONNECTIONS).await;
+        return None;
     };
     // The local count is the fast path; the cluster count (Redis) holds the
     // limit across nodes.
-    let Some(_cluster_slot) = app
+    let Some(cluster_slot) = app
         .broker
         .acquire_socket(user, app.config.max_sockets_per_user)
         .await
     else {
-        return refuse(&mut sink, &mut stream, close::TOO_MANY_CONNECTIONS).await;
+        refuse(sink, stream, close::TOO_MANY_CONNECTIONS).await;
+        return None;
     };
 
     app.metrics.sockets_open.fetch_add(1, Relaxed);
@@ -105,45 +234,29 @@ where
         user,
         role,
         outbox,
-        closer: closer.clone(),
+        closer,
     };
     let online = app
         .broker
         .online_users(handshake.project, joined.online_users)
         .await;
     match session.initial_state(online, handshake.since).await {
-        Some((preamble, watermark)) => {
-            let last_seen = Arc::new(LastSeen::new());
-            let settings = WriterSettings {
-                encoding: handshake.encoding,
-                max_batch: app.config.max_batch.max(1),
-                ping_interval: app.config.ping_interval(),
-                pong_timeout: app.config.pong_timeout(),
-                watermark,
-                metrics: app.metrics.clone(),
-            };
-            let writer = tokio::spawn(writer::run(
-                sink,
-                rx,
-                closer.clone(),
-                preamble,
-                last_seen.clone(),
-                settings,
-            ));
-            let peer_closed = session.read(&mut stream, &last_seen).await;
-            room.leave(conn).await;
-            closer.close(1000);
-            let _ = writer.await;
-            if !peer_closed {
-                drain(&mut stream).await;
-            }
-        }
+        Some((preamble, watermark)) => Some(Admitted {
+            session,
+            room,
+            conn,
+            rx,
+            preamble,
+            watermark,
+            slots: (slot, cluster_slot),
+        }),
         None => {
             room.leave(conn).await;
-            refuse(&mut sink, &mut stream, close::INTERNAL_ERROR).await;
+            refuse(sink, stream, close::INTERNAL_ERROR).await;
+            app.metrics.sockets_open.fetch_sub(1, Relaxed);
+            None
         }
     }
-    app.metrics.sockets_open.fetch_sub(1, Relaxed);
 }
 
 /// Closes a socket that never joined, with `code`.
@@ -292,10 +405,15 @@ impl Session {
                     tracing::debug!(error = %e, "socket read failed");
                     return true;
                 }
+                // Boxed: handling a frame awaits store lookups and the
+                // persister, whose futures would otherwise size this loop's
+                // state (and so every idle socket) for their whole life.
                 Some(Ok(Message::Text(text))) => {
-                    self.on_frame(Encoding::Json, text.as_bytes()).await
+                    Box::pin(self.on_frame(Encoding::Json, text.as_bytes())).await
                 }
-                Some(Ok(Message::Binary(bin))) => self.on_frame(Encoding::MsgPack, &bin).await,
+                Some(Ok(Message::Binary(bin))) => {
+                    Box::pin(self.on_frame(Encoding::MsgPack, &bin)).await
+                }
                 Some(Ok(Message::Close(_))) => return true,
                 Some(Ok(_)) => {}
             }

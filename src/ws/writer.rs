@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -77,58 +78,112 @@ fn to_message(encoding: Encoding, bytes: Bytes) -> Option<Message> {
     }
 }
 
-pub async fn run<S>(
-    mut sink: S,
-    mut rx: mpsc::Receiver<OutFrame>,
+/// Starts a connection's writer task; it sends `preamble` (the encoded
+/// `initial_state`) first.
+pub fn spawn<S>(
+    sink: S,
+    rx: mpsc::Receiver<OutFrame>,
     closer: Closer,
     preamble: Bytes,
     last_seen: Arc<LastSeen>,
     settings: WriterSettings,
-) where
+) -> JoinHandle<()>
+where
+    S: Sink<Message> + Unpin + Send + 'static,
+{
+    let mut writer = Writer {
+        sink,
+        rx,
+        closer,
+        preamble,
+        last_seen,
+        settings,
+        queued: Vec::new(),
+    };
+    tokio::spawn(async move { writer.run().await })
+}
+
+/// A writer's state. Its task keeps it and runs it by reference: an async
+/// fn's by-value arguments are stored twice in its future, and that future
+/// lives as long as the socket.
+pub struct Writer<S> {
+    sink: S,
+    rx: mpsc::Receiver<OutFrame>,
+    closer: Closer,
+    /// Sent first (then left empty).
+    preamble: Bytes,
+    last_seen: Arc<LastSeen>,
+    settings: WriterSettings,
+    /// Empty until the first event: `recv_many` grows it as needed, so an
+    /// idle socket does not hold a batch's worth (64 × 48 bytes) it never uses.
+    queued: Vec<OutFrame>,
+}
+
+impl<S> Writer<S>
+where
     S: Sink<Message> + Unpin,
 {
-    let mut alive = match to_message(settings.encoding, preamble) {
-        Some(msg) => send_or_close(&mut sink, msg, &closer).await,
-        None => false,
-    };
-    let start = Instant::now() + settings.ping_interval;
-    let mut ping = interval_at(start, settings.ping_interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // Empty until the first event: `recv_many` grows it as needed, so an idle
-    // socket does not hold a batch's worth (64 × 48 bytes) it never uses.
-    let mut queued: Vec<OutFrame> = Vec::new();
-    while alive {
-        tokio::select! {
-            biased;
-            () = closer.closed() => break,
-            _ = ping.tick() => {
-                if last_seen.silent_for() > settings.pong_timeout {
-                    closer.close(close::KEEPALIVE_TIMEOUT);
-                    break;
+    pub async fn run(&mut self) {
+        let preamble = std::mem::take(&mut self.preamble);
+        let mut alive = match to_message(self.settings.encoding, preamble) {
+            Some(msg) => send_or_close(&mut self.sink, msg, &self.closer).await,
+            None => false,
+        };
+        let start = Instant::now() + self.settings.ping_interval;
+        let mut ping = interval_at(start, self.settings.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        while alive {
+            tokio::select! {
+                biased;
+                () = self.closer.closed() => break,
+                _ = ping.tick() => {
+                    if self.last_seen.silent_for() > self.settings.pong_timeout {
+                        self.closer.close(close::KEEPALIVE_TIMEOUT);
+                        break;
+                    }
+                    let ping = Message::Ping(Bytes::new());
+                    alive = send_or_close(&mut self.sink, ping, &self.closer).await;
                 }
-                alive = send_or_close(&mut sink, Message::Ping(Bytes::new()), &closer).await;
-            }
-            n = rx.recv_many(&mut queued, settings.max_batch) => {
-                if n == 0 {
-                    break;
+                n = self.rx.recv_many(&mut self.queued, self.settings.max_batch) => {
+                    if n == 0 {
+                        break;
+                    }
+                    alive = write_batch(
+                        &mut self.sink,
+                        &mut self.queued,
+                        &self.closer,
+                        &self.settings,
+                    )
+                    .await;
                 }
-                alive = write_batch(&mut sink, &mut queued, &closer, &settings).await;
             }
         }
+        // Boxed: the close runs once, and its timers would otherwise size this
+        // task's state (held by every idle socket) for the socket's whole life.
+        Box::pin(self.finish(alive)).await;
     }
-    let code = closer.code().unwrap_or(1000);
-    if alive && code == close::GOING_AWAY {
-        let _ = timeout(
-            CLOSE_GRACE,
-            send_what_is_queued(&mut sink, &mut rx, &mut queued, &settings),
-        )
-        .await;
+
+    /// Sends the close frame, first what is queued on a graceful close.
+    async fn finish(&mut self, alive: bool) {
+        let code = self.closer.code().unwrap_or(1000);
+        if alive && code == close::GOING_AWAY {
+            let _ = timeout(
+                CLOSE_GRACE,
+                send_what_is_queued(
+                    &mut self.sink,
+                    &mut self.rx,
+                    &mut self.queued,
+                    &self.settings,
+                ),
+            )
+            .await;
+        }
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: Utf8Bytes::from_static(close::reason(code)),
+        };
+        let _ = timeout(CLOSE_GRACE, self.sink.send(Message::Close(Some(frame)))).await;
     }
-    let frame = CloseFrame {
-        code: code.into(),
-        reason: Utf8Bytes::from_static(close::reason(code)),
-    };
-    let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
 }
 
 /// On a graceful close, sends what is already queued (the acknowledgements
