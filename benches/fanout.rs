@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tokio::sync::mpsc;
 use vridge_protocol::codec::encode;
 use vridge_protocol::{Comment, Encoding, ServerMessage};
 use vridge_realtime::metrics::Metrics;
 use vridge_realtime::room::{Registry, RoomSettings};
 use vridge_realtime::store::Store;
-use vridge_realtime::ws::outbox::{OutFrame, Outbox};
+use vridge_realtime::ws::outbox::{Inbox, OutFrame, Outbox};
 
 const MEMBERS: usize = 1000;
 const PROJECT: i64 = 1;
@@ -38,7 +37,7 @@ fn event() -> ServerMessage {
     }
 }
 
-fn outboxes(metrics: &Arc<Metrics>) -> (Vec<Outbox>, Vec<mpsc::Receiver<OutFrame>>) {
+fn outboxes(metrics: &Arc<Metrics>) -> (Vec<Outbox>, Vec<Inbox>) {
     (0..MEMBERS)
         .map(|_| {
             let (outbox, rx, _closer) = Outbox::channel(4096, Encoding::Json, metrics.clone());
@@ -47,9 +46,9 @@ fn outboxes(metrics: &Arc<Metrics>) -> (Vec<Outbox>, Vec<mpsc::Receiver<OutFrame
         .unzip()
 }
 
-fn drain(receivers: &mut [mpsc::Receiver<OutFrame>]) {
+fn drain(receivers: &mut [Inbox]) {
     for rx in receivers {
-        while rx.try_recv().is_ok() {}
+        while rx.try_recv().is_some() {}
     }
 }
 

@@ -21,7 +21,7 @@ use vridge_protocol::{
 };
 
 use super::connection_limit::ConnectionGuard;
-use super::outbox::{Closer, Outbox};
+use super::outbox::{Closer, Inbox, Outbox};
 use super::writer::{self, LastSeen, WriterSettings};
 use crate::app::AppState;
 use crate::auth::AuthError;
@@ -148,7 +148,7 @@ struct Admitted {
     session: Session,
     room: RoomHandle,
     conn: ConnId,
-    rx: tokio::sync::mpsc::Receiver<super::outbox::OutFrame>,
+    rx: Inbox,
     preamble: Bytes,
     watermark: Option<CommentId>,
     /// This node's and the cluster's socket slots, held until the socket ends.

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -19,7 +18,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use vridge_protocol::codec::batch_frame;
 use vridge_protocol::{CommentId, Encoding, close};
 
-use super::outbox::{Closer, OutFrame};
+use super::outbox::{Closer, Inbox, OutFrame};
 use crate::metrics::Metrics;
 
 /// How long the close frame may take to go out to a peer that may not read.
@@ -82,7 +81,7 @@ fn to_message(encoding: Encoding, bytes: Bytes) -> Option<Message> {
 /// `initial_state`) first.
 pub fn spawn<S>(
     sink: S,
-    rx: mpsc::Receiver<OutFrame>,
+    rx: Inbox,
     closer: Closer,
     preamble: Bytes,
     last_seen: Arc<LastSeen>,
@@ -108,7 +107,7 @@ where
 /// lives as long as the socket.
 pub struct Writer<S> {
     sink: S,
-    rx: mpsc::Receiver<OutFrame>,
+    rx: Inbox,
     closer: Closer,
     /// Sent first (then left empty).
     preamble: Bytes,
@@ -190,7 +189,7 @@ where
 /// of the last comments, say) before the close frame.
 async fn send_what_is_queued<S>(
     sink: &mut S,
-    rx: &mut mpsc::Receiver<OutFrame>,
+    rx: &mut Inbox,
     queued: &mut Vec<OutFrame>,
     settings: &WriterSettings,
 ) where
@@ -201,8 +200,8 @@ async fn send_what_is_queued<S>(
     loop {
         while queued.len() < settings.max_batch {
             match rx.try_recv() {
-                Ok(frame) => queued.push(frame),
-                Err(_) => break,
+                Some(frame) => queued.push(frame),
+                None => break,
             }
         }
         if queued.is_empty() || !write_batch(sink, queued, &not_closing, settings).await {
