@@ -88,6 +88,14 @@ pub struct Metrics {
     pub persist_seconds: Histogram,
     pub persist_failures: AtomicU64,
     pub broker_lost: AtomicU64,
+    /// Keepalive pings written, pongs read, and sockets closed for silence:
+    /// when sockets drop with 4009, these tell a peer that stopped answering
+    /// from pings that went out late or pongs that came back late.
+    pub pings_sent: AtomicU64,
+    pub pongs_received: AtomicU64,
+    pub keepalive_closes: AtomicU64,
+    /// Time from writing a ping to reading its pong.
+    pub pong_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -108,6 +116,10 @@ impl Default for Metrics {
             ]),
             persist_failures: AtomicU64::new(0),
             broker_lost: AtomicU64::new(0),
+            pings_sent: AtomicU64::new(0),
+            pongs_received: AtomicU64::new(0),
+            keepalive_closes: AtomicU64::new(0),
+            pong_seconds: Histogram::new(&[0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
         }
     }
 }
@@ -207,6 +219,29 @@ impl Metrics {
             "vridge_broker_lost_total",
             "Broker messages known to be lost.",
             self.broker_lost.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "vridge_pings_sent_total",
+            "Keepalive pings written.",
+            self.pings_sent.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "vridge_pongs_received_total",
+            "Pongs read from peers.",
+            self.pongs_received.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "vridge_keepalive_closes_total",
+            "Sockets closed with 4009 (silent for the pong timeout).",
+            self.keepalive_closes.load(Relaxed),
+        );
+        self.pong_seconds.render(
+            &mut out,
+            "vridge_pong_seconds",
+            "Time from writing a ping to reading its pong.",
         );
         out
     }

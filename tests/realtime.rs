@@ -538,6 +538,26 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
         .send(&comment_add(f.feedback[0], "still connected", None))
         .await;
     alive.expect(is_ack).await;
+    // The metrics tell a silent peer from a late one: one close for
+    // silence, and the pongs of the peer that answered, timed.
+    let text = reqwest::get(server.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("vridge_keepalive_closes_total 1\n"), "{text}");
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(value("vridge_pongs_received_total") >= 5, "{text}");
+    assert!(value("vridge_pong_seconds_count") >= 5, "{text}");
+    assert!(
+        value("vridge_pings_sent_total") >= value("vridge_pongs_received_total"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -30,4 +30,8 @@ echo "server_cpu_percent_during_hold $(echo "($C2-$C1)/($T2-$T1)" | bc -l)"
 echo "sockets_established $(ss -Htn state established '( sport >= :18100 and sport <= :18105 )' | wc -l)"
 wait "${CLIENTS[@]}"
 for s in $(seq 0 $((N-1))); do grep -E "^(opened|failed|dropped|cause|client_cpu_at_rest|client_rss)" ${BENCH_DIR:-/tmp/bench}/i100k-client-$s.txt | tr '\n' ' '; echo; done
+# Keepalive as each server saw it: pings written, pongs read (and how late), 4009 closes.
+for i in $(seq 0 $((N-1))); do
+  curl -s http://127.0.0.1:$((18100+i))/metrics | grep -E "^vridge_(pings_sent|pongs_received|keepalive_closes)_total|^vridge_pong_seconds_(bucket|count)" | tr '\n' ' '; echo
+done
 kill "${PIDS[@]}"

@@ -415,6 +415,13 @@ impl Session {
                     Box::pin(self.on_frame(Encoding::MsgPack, &bin)).await
                 }
                 Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(Message::Pong(_))) => {
+                    let metrics = &self.app.metrics;
+                    metrics.pongs_received.fetch_add(1, Relaxed);
+                    if let Some(rtt) = last_seen.pong_received() {
+                        metrics.pong_seconds.observe(rtt.as_secs_f64());
+                    }
+                }
                 Some(Ok(_)) => {}
             }
         }

@@ -36,11 +36,13 @@ pub struct WriterSettings {
 }
 
 /// Milliseconds since `epoch` of the last frame received from the peer,
-/// updated by the reader.
+/// updated by the reader, and of the last ping written (0: none yet), so the
+/// reader can time the pong that answers it.
 #[derive(Debug)]
 pub struct LastSeen {
     epoch: Instant,
     ms: AtomicU64,
+    ping_ms: AtomicU64,
 }
 
 impl LastSeen {
@@ -48,12 +50,28 @@ impl LastSeen {
         Self {
             epoch: Instant::now(),
             ms: AtomicU64::new(0),
+            ping_ms: AtomicU64::new(0),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     pub fn touch(&self) {
-        self.ms
-            .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+        self.ms.store(self.now_ms(), Relaxed);
+    }
+
+    fn ping_sent(&self) {
+        // +1 keeps a ping sent in the epoch's first millisecond distinct from "none".
+        self.ping_ms.store(self.now_ms() + 1, Relaxed);
+    }
+
+    /// How long ago the last ping went out, once per ping (a second pong
+    /// for the same ping is not timed again).
+    pub fn pong_received(&self) -> Option<Duration> {
+        let sent = self.ping_ms.swap(0, Relaxed);
+        (sent != 0).then(|| Duration::from_millis(self.now_ms().saturating_sub(sent - 1)))
     }
 
     fn silent_for(&self) -> Duration {
@@ -137,11 +155,16 @@ where
                 () = self.closer.closed() => break,
                 _ = ping.tick() => {
                     if self.last_seen.silent_for() > self.settings.pong_timeout {
+                        self.settings.metrics.keepalive_closes.fetch_add(1, Relaxed);
                         self.closer.close(close::KEEPALIVE_TIMEOUT);
                         break;
                     }
                     let ping = Message::Ping(Bytes::new());
                     alive = send_or_close(&mut self.sink, ping, &self.closer).await;
+                    if alive {
+                        self.last_seen.ping_sent();
+                        self.settings.metrics.pings_sent.fetch_add(1, Relaxed);
+                    }
                 }
                 n = self.rx.recv_many(&mut self.queued, self.settings.max_batch) => {
                     if n == 0 {
