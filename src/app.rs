@@ -25,7 +25,7 @@ use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::room::{ConnId, Registry, RoomSettings};
 use crate::store::persister::Persister;
-use crate::store::{Store, StoreError};
+use crate::store::{BatchedReads, Store, StoreError};
 use crate::ws::connection_limit::ConnectionLimiter;
 
 /// How often idle rate-limiter keys are pruned.
@@ -57,6 +57,9 @@ pub enum StartupError {
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    /// Membership and newest-comment reads, batched across concurrent
+    /// connects and requests.
+    pub reads: BatchedReads,
     pub broker: Broker,
     pub registry: Registry,
     pub persister: Persister,
@@ -169,6 +172,7 @@ impl Application {
             ws_config: crate::ws::socket_config(&config),
             limits: Arc::new(RateLimits::from_config(&config)),
             config: Arc::new(config),
+            reads: BatchedReads::spawn(store.clone(), crate::ws::session::INITIAL_COMMENTS),
             store,
             broker,
             registry,

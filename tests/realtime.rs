@@ -155,6 +155,65 @@ async fn bad_missing_and_wrong_type_tokens_close_with_4001() {
     }
 }
 
+/// Connects arriving together share batched store reads: each socket must
+/// still get its own project's comments, and a non-member in the same batch
+/// must still be refused.
+#[tokio::test]
+async fn sockets_connecting_together_each_get_their_own_project_and_outsiders_are_refused() {
+    let server = TestServer::spawn().await;
+    let (a, b) = (server.fixture().await, server.fixture().await);
+    for (f, prefix) in [(&a, "a"), (&b, "b")] {
+        let (mut owner, _) = server.join(f.project.id, f.owner.id).await;
+        for i in 0..3 {
+            owner
+                .send(&comment_add(f.feedback[0], &format!("{prefix}{i}"), None))
+                .await;
+            owner.expect(is_ack).await;
+        }
+    }
+    let mut joins = Vec::new();
+    for f in [&a, &b] {
+        for user in [&f.owner, &f.editor, &f.editor2, &f.viewer] {
+            for _ in 0..3 {
+                let url = server.ws_url(f.project.id, &server.token(user.id));
+                joins.push(tokio::spawn(async move {
+                    let mut c = Client::connect(&url, Encoding::Json).await;
+                    match c.next().await {
+                        ServerMessage::InitialState(state) => state
+                            .comments
+                            .into_iter()
+                            .map(|c| c.text)
+                            .collect::<Vec<_>>(),
+                        other => panic!("expected initial_state, got {other:?}"),
+                    }
+                }));
+            }
+        }
+    }
+    let strangers = [(a.project.id, b.owner.id), (b.project.id, a.editor.id)]
+        .into_iter()
+        .chain([(a.project.id, a.outsider.id), (b.project.id, b.outsider.id)])
+        .map(|(project, user)| {
+            let url = server.ws_url(project, &server.token(user));
+            tokio::spawn(async move { Client::connect(&url, Encoding::Json).await.ended().await })
+        })
+        .collect::<Vec<_>>();
+    for (i, join) in joins.into_iter().enumerate() {
+        let expected = if i < 12 {
+            ["a0", "a1", "a2"]
+        } else {
+            ["b0", "b1", "b2"]
+        };
+        assert_eq!(join.await.unwrap(), expected, "socket {i}");
+    }
+    for stranger in strangers {
+        assert_eq!(
+            stranger.await.unwrap(),
+            Ended::Closed(close::PERMISSION_DENIED)
+        );
+    }
+}
+
 #[tokio::test]
 async fn bearer_header_is_accepted_and_trailing_slash_too() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -65,6 +65,8 @@ contract!(
     comments_since_is_exclusive_ordered_limited_and_per_project,
     a_reaction_is_stored_once_per_comment_user_and_emoji,
     member_role_answers_members_only,
+    member_roles_answers_many_pairs_at_once_as_member_role_does,
+    latest_comments_of_answers_many_projects_at_once_as_latest_comments_does,
     a_taken_email_or_membership_is_a_conflict,
     feedback_belongs_to_its_project,
     comment_ids_become_visible_in_id_order_under_concurrent_writers,
@@ -363,6 +365,68 @@ async fn member_role_answers_members_only(store: &Store) {
         None
     );
     assert_eq!(store.member_role(i64::MAX, w.users[0]).await.unwrap(), None);
+}
+
+async fn member_roles_answers_many_pairs_at_once_as_member_role_does(store: &Store) {
+    let w = world(store).await;
+    assert!(store.member_roles(&[]).await.unwrap().is_empty());
+    let mut pairs = Vec::new();
+    for project in [w.project, w.other_project, i64::MAX] {
+        for user in &w.users {
+            pairs.push((project, *user));
+        }
+    }
+    // Repeated pairs, and more pairs than one statement takes.
+    let many: Vec<_> = pairs.iter().copied().cycle().take(450).collect();
+    let roles = store.member_roles(&many).await.unwrap();
+    for (project, user) in pairs {
+        assert_eq!(
+            roles.get(&(project, user)).copied(),
+            store.member_role(project, user).await.unwrap(),
+            "project {project}, user {user}"
+        );
+    }
+    assert_eq!(roles.len(), 3, "owner and editor of P, owner of Q");
+}
+
+async fn latest_comments_of_answers_many_projects_at_once_as_latest_comments_does(store: &Store) {
+    let w = world(store).await;
+    let batch: Vec<_> = (0..25)
+        .map(|i| request(&w, w.users[0], &format!("p{i}"), None))
+        .collect();
+    store.insert_comments(&batch).await.unwrap();
+    store
+        .insert_comments(&[request_in(
+            w.other_project,
+            w.other_feedback,
+            w.users[0],
+            "q0",
+            None,
+        )])
+        .await
+        .unwrap();
+    // 250 distinct projects (two queries), most of them without comments.
+    let mut projects = vec![w.project, w.other_project];
+    projects.extend((1..=248).map(|i| i64::MAX - i));
+    let newest = store.latest_comments_of(&projects, 20).await.unwrap();
+    assert_eq!(
+        newest.len(),
+        projects.len(),
+        "every project asked for is answered"
+    );
+    for project in [w.project, w.other_project, i64::MAX - 1] {
+        assert_eq!(
+            newest[&project],
+            store.latest_comments(project, 20).await.unwrap(),
+            "project {project}"
+        );
+    }
+    assert_eq!(newest[&w.project].len(), 20);
+    assert_eq!(
+        newest[&w.project][0].text, "p5",
+        "oldest of the newest 20 first"
+    );
+    assert!(newest[&(i64::MAX - 248)].is_empty());
 }
 
 async fn a_taken_email_or_membership_is_a_conflict(store: &Store) {

@@ -40,7 +40,7 @@ pub async fn require(
     need: Need,
 ) -> Result<Role, ApiError> {
     let role = app
-        .store
+        .reads
         .member_role(project, user)
         .await?
         .ok_or(ApiError::NotFound(NO_PROJECT))?;

@@ -1,9 +1,12 @@
 //! Users, projects, memberships and feedback items.
 
+use std::collections::HashMap;
+
+use sqlx::QueryBuilder;
 use vridge_protocol::{Feedback, FeedbackId, ProjectId, UserId};
 
 use super::rows::{FeedbackRow, feedback_columns};
-use super::{Store, StoreError, on_pool};
+use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
 use crate::domain::Role;
 use crate::time::now_ms;
 
@@ -160,6 +163,46 @@ impl Store {
                 .map_err(|e: crate::domain::UnknownRole| StoreError::Corrupt(e.to_string()))
         })
         .transpose()
+    }
+
+    /// The roles of many (project, user) pairs in one query: what
+    /// [`member_role`](Self::member_role) answers for each, for the batched
+    /// reads of concurrent connects. Pairs that are not memberships are
+    /// absent from the map.
+    /// Runs one query per [`MAX_BATCHED_KEYS`] pairs.
+    pub async fn member_roles(
+        &self,
+        pairs: &[(ProjectId, UserId)],
+    ) -> Result<HashMap<(ProjectId, UserId), Role>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut rows: Vec<(ProjectId, UserId, String)> = Vec::new();
+        for chunk in pairs.chunks(MAX_BATCHED_KEYS) {
+            rows.extend(on_pool!(self, pool => {
+                let mut query = QueryBuilder::new(
+                    "SELECT project_id, user_id, role FROM project_members WHERE (project_id, user_id) IN (",
+                );
+                let mut pairs_sql = query.separated(", ");
+                for (project, user) in chunk {
+                    pairs_sql.push("(");
+                    pairs_sql.push_bind_unseparated(*project);
+                    pairs_sql.push_unseparated(", ");
+                    pairs_sql.push_bind_unseparated(*user);
+                    pairs_sql.push_unseparated(")");
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(pool).await
+            })?);
+        }
+        rows.into_iter()
+            .map(|(project, user, role)| {
+                let role = role
+                    .parse()
+                    .map_err(|e: crate::domain::UnknownRole| StoreError::Corrupt(e.to_string()))?;
+                Ok(((project, user), role))
+            })
+            .collect()
     }
 
     pub async fn create_feedback(&self, new: &NewFeedback<'_>) -> Result<Feedback, StoreError> {

@@ -7,7 +7,7 @@ use sqlx::QueryBuilder;
 use vridge_protocol::{Comment, CommentId, ProjectId, Reaction, UserId};
 
 use super::rows::{CommentRow, ReactionRow, comment_columns};
-use super::{Store, StoreError, on_pool};
+use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
 use crate::domain::{Emoji, IdempotencyKey, ValidComment};
 use crate::time::now_ms;
 
@@ -164,6 +164,49 @@ impl Store {
         .await)?;
         rows.reverse();
         Ok(rows.into_iter().map(CommentRow::into_wire).collect())
+    }
+
+    /// The `limit` newest comments of each project, oldest first: what
+    /// [`latest_comments`](Self::latest_comments) answers for each, in one
+    /// query (one index range per project, joined by `UNION ALL`), for the
+    /// batched reads of concurrent connects. A project without comments maps
+    /// to an empty list.
+    /// Runs one query per [`MAX_BATCHED_KEYS`] projects.
+    pub async fn latest_comments_of(
+        &self,
+        projects: &[ProjectId],
+        limit: u32,
+    ) -> Result<HashMap<ProjectId, Vec<Comment>>, StoreError> {
+        let mut by_project: HashMap<ProjectId, Vec<Comment>> =
+            projects.iter().map(|p| (*p, Vec::new())).collect();
+        if projects.is_empty() {
+            return Ok(by_project);
+        }
+        for chunk in projects.chunks(MAX_BATCHED_KEYS) {
+            let rows: Vec<CommentRow> = on_pool!(self, pool => {
+                let mut query = QueryBuilder::new("");
+                for (i, project) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        query.push(" UNION ALL ");
+                    }
+                    query.push(concat!("SELECT * FROM (SELECT ", comment_columns!(), " FROM comments WHERE project_id = "));
+                    query.push_bind(*project);
+                    query.push(" ORDER BY id DESC LIMIT ");
+                    query.push_bind(i64::from(limit));
+                    query.push(format_args!(") AS newest_{i}"));
+                }
+                query.build_query_as().fetch_all(pool).await
+            })?;
+            for row in rows {
+                if let Some(comments) = by_project.get_mut(&row.project_id) {
+                    comments.push(row.into_wire());
+                }
+            }
+        }
+        for comments in by_project.values_mut() {
+            comments.sort_unstable_by_key(|c| c.id);
+        }
+        Ok(by_project)
     }
 
     /// The id of the project's newest comment, if it has any.

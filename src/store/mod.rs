@@ -7,7 +7,9 @@
 //! cannot serve two databases from one crate.
 
 mod accounts;
+mod batched;
 mod bulk;
+mod coalesce;
 mod comments;
 mod feedback;
 pub mod persister;
@@ -17,6 +19,7 @@ mod rows;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -25,11 +28,18 @@ use sqlx::sqlite::{
 };
 
 pub use accounts::{NewFeedback, NewUser, Project, User};
+pub use batched::BatchedReads;
 pub use bulk::{BulkProject, ProvisionedProject};
 pub use comments::{CommentRequest, StoredComment};
 pub use feedback::FeedbackStats;
 pub use projects::{AddMember, Member, ProjectChanges, ProjectSummary, StatusFilter};
 pub use refresh_tokens::RefreshUse;
+
+/// Most keys one batched read puts in one statement: SQLite caps a compound
+/// SELECT at 500 terms and a statement at 32,766 bound parameters; 200 stays
+/// well inside both and still turns a reconnect storm's thousands of reads
+/// into tens of queries.
+pub const MAX_BATCHED_KEYS: usize = 200;
 
 /// Runs `$body` with `$pool` bound to whichever pool the store holds. The body
 /// is compiled once per engine, so one query text serves both.
@@ -65,6 +75,12 @@ pub enum StoreError {
     NotFound,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A batched read failed; every request of its batch is told so.
+    #[error("batched read: {0}")]
+    Batch(Arc<StoreError>),
+    /// The task answering batched reads has ended (the server is stopping).
+    #[error("the batched reader has stopped")]
+    ReaderStopped,
 }
 
 impl StoreError {

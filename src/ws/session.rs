@@ -184,7 +184,7 @@ where
         }
     };
     tracing::Span::current().record("user_id", user);
-    let role = match app.store.member_role(handshake.project, user).await {
+    let role = match app.reads.member_role(handshake.project, user).await {
         Ok(Some(role)) => role,
         Ok(None) => {
             refuse(sink, stream, close::PERMISSION_DENIED).await;
@@ -326,6 +326,10 @@ impl Session {
     /// wait). So a socket receives the project's comments in commit order,
     /// and the newest id a client holds is always a safe `since`.
     ///
+    /// The newest comments come through [`BatchedReads`](crate::store::BatchedReads),
+    /// whose query starts after this request is queued — after the join — so
+    /// batching keeps the switch-over gapless.
+    ///
     /// A resume (`since`) returns every comment after `since`, oldest first,
     /// up to `resume_max_comments`; when capped, `resume_complete` is false
     /// and the client resumes again from `last_comment_id`.
@@ -336,10 +340,7 @@ impl Session {
     ) -> Option<(bytes::Bytes, Option<i64>)> {
         let store = &self.app.store;
         let (comments, resume_complete) = match since {
-            None => (
-                store.latest_comments(self.project, INITIAL_COMMENTS).await,
-                None,
-            ),
+            None => (self.app.reads.newest_comments(self.project).await, None),
             Some(since) => {
                 let max = self.app.config.resume_max_comments.max(1);
                 match store.comments_since(self.project, since, max + 1).await {
