@@ -4,6 +4,8 @@
 set -u
 B=${B:-target/release}
 SECRET="${SECRET:-bench-secret-of-at-least-32-bytes-long!!}"
+. "$(dirname "$0")/time-wait.sh"
+wait_for_time_wait
 PIDS=(); URLS=(); CLIENTS=()
 for i in 0 1; do
   RUST_LOG=warn $B/vridge-realtime --data-dir ${BENCH_DIR:-/tmp/bench}/pg --database-url postgres://postgres@127.0.0.1:5432/vridge_bench --db-max-connections 20 --jwt-secret "$SECRET" --bind 127.0.0.1:$((18110+i)) \
