@@ -168,8 +168,7 @@ impl Store {
     /// The roles of many (project, user) pairs in one query: what
     /// [`member_role`](Self::member_role) answers for each, for the batched
     /// reads of concurrent connects. Pairs that are not memberships are
-    /// absent from the map.
-    /// Runs one query per [`MAX_BATCHED_KEYS`] pairs.
+    /// absent from the map. One query per [`MAX_BATCHED_KEYS`] pairs.
     pub async fn member_roles(
         &self,
         pairs: &[(ProjectId, UserId)],

@@ -170,8 +170,7 @@ impl Store {
     /// [`latest_comments`](Self::latest_comments) answers for each, in one
     /// query (one index range per project, joined by `UNION ALL`), for the
     /// batched reads of concurrent connects. A project without comments maps
-    /// to an empty list.
-    /// Runs one query per [`MAX_BATCHED_KEYS`] projects.
+    /// to an empty list. One query per [`MAX_BATCHED_KEYS`] projects.
     pub async fn latest_comments_of(
         &self,
         projects: &[ProjectId],
