@@ -226,6 +226,24 @@ async fn duplicates_across_batches_return_the_original(store: &Store) {
     );
 }
 
+/// Stores `count` comments `{prefix}0..` in P (one batch), then `other` in Q.
+async fn seed_both_projects(store: &Store, w: &World, count: usize, prefix: &str, other: &str) {
+    let batch: Vec<_> = (0..count)
+        .map(|i| request(w, w.users[0], &format!("{prefix}{i}"), None))
+        .collect();
+    store.insert_comments(&batch).await.unwrap();
+    store
+        .insert_comments(&[request_in(
+            w.other_project,
+            w.other_feedback,
+            w.users[0],
+            other,
+            None,
+        )])
+        .await
+        .unwrap();
+}
+
 async fn latest_comments_are_the_newest_oldest_first(store: &Store) {
     let w = world(store).await;
     assert!(
@@ -235,20 +253,7 @@ async fn latest_comments_are_the_newest_oldest_first(store: &Store) {
             .unwrap()
             .is_empty()
     );
-    let batch: Vec<_> = (0..30)
-        .map(|i| request(&w, w.users[0], &format!("c{i}"), None))
-        .collect();
-    store.insert_comments(&batch).await.unwrap();
-    store
-        .insert_comments(&[request_in(
-            w.other_project,
-            w.other_feedback,
-            w.users[0],
-            "elsewhere",
-            None,
-        )])
-        .await
-        .unwrap();
+    seed_both_projects(store, &w, 30, "c", "elsewhere").await;
     let latest = store.latest_comments(w.project, 20).await.unwrap();
     let texts: Vec<String> = latest.iter().map(|c| c.text.clone()).collect();
     let expected: Vec<String> = (10..30).map(|i| format!("c{i}")).collect();
@@ -391,20 +396,7 @@ async fn member_roles_answers_many_pairs_at_once_as_member_role_does(store: &Sto
 
 async fn latest_comments_of_answers_many_projects_at_once_as_latest_comments_does(store: &Store) {
     let w = world(store).await;
-    let batch: Vec<_> = (0..25)
-        .map(|i| request(&w, w.users[0], &format!("p{i}"), None))
-        .collect();
-    store.insert_comments(&batch).await.unwrap();
-    store
-        .insert_comments(&[request_in(
-            w.other_project,
-            w.other_feedback,
-            w.users[0],
-            "q0",
-            None,
-        )])
-        .await
-        .unwrap();
+    seed_both_projects(store, &w, 25, "p", "q0").await;
     // 250 distinct projects (two queries), most of them without comments.
     let mut projects = vec![w.project, w.other_project];
     projects.extend((1..=248).map(|i| i64::MAX - i));
