@@ -159,6 +159,19 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_RESUME_MAX_COMMENTS", default_value_t = 1000)]
     pub resume_max_comments: u32,
 
+    /// Most bytes of comments a resume returns (their text and fields, as
+    /// stored); past it `resume_complete` is false, as past the count. Keeps
+    /// one `initial_state` frame well inside the socket's write buffer.
+    #[arg(long, env = "VRIDGE_RESUME_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub resume_max_bytes: usize,
+
+    /// Origins whose browser pages may open sockets, comma-separated, besides
+    /// the server's own (`*`: any). An upgrade with another `Origin` is
+    /// refused with 403 before the handshake (cross-site WebSocket
+    /// hijacking); clients that send no `Origin` (not browsers) are allowed.
+    #[arg(long, env = "VRIDGE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub ws_allowed_origins: Vec<String>,
+
     /// How long shutdown may take to flush and close, in seconds.
     #[arg(long, env = "VRIDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,

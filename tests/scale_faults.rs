@@ -190,7 +190,8 @@ async fn postgres_outage_fails_comments_honestly_and_recovers() {
     assert_eq!(
         reply,
         ServerMessage::Error {
-            message: "Comment could not be stored, please retry".into()
+            message: "Comment could not be stored, please retry".into(),
+            client_msg_id: Some("m-1".into()),
         },
         "never a false acknowledgement"
     );

@@ -481,6 +481,8 @@ pub(crate) fn out_kind(msg: &ServerMessage) -> &'static str {
         ServerMessage::PresenceJoin { .. } | ServerMessage::PresenceLeave { .. } => "presence",
         ServerMessage::Error { .. } => "error",
         ServerMessage::Resync { .. } => "resync",
+        ServerMessage::TokenExpiring { .. } => "token_expiring",
+        ServerMessage::TokenRefreshed { .. } => "token_refreshed",
         ServerMessage::Batch { .. } => "batch",
     }
 }
