@@ -170,21 +170,17 @@ impl NodeAgent {
                     Ok(_) => {}
                 }
             }
-            RoomEvent::UserOffline {
-                project,
-                user,
-                was_typing,
-            } => {
-                if was_typing {
-                    // This node's members were told already.
-                    self.inner.send_remote(
-                        project,
-                        ServerMessage::Typing {
-                            user_id: user,
-                            is_typing: false,
-                        },
-                    );
-                }
+            RoomEvent::TypingStopped { project, user } => {
+                // This node's members were told already.
+                self.inner.send_remote(
+                    project,
+                    ServerMessage::Typing {
+                        user_id: user,
+                        is_typing: false,
+                    },
+                );
+            }
+            RoomEvent::UserOffline { project, user } => {
                 if let Some(users) = self.local.get_mut(&project) {
                     users.remove(&user);
                     if users.is_empty() {
