@@ -11,9 +11,12 @@ use std::time::Duration;
 use common::cluster::{ChildNode, Cluster};
 use common::services::{CuttableProxy, TestDatabase, TestRedis, test_database_url};
 use common::*;
-use fred::prelude::{Builder, ClientLike, Config as RedisConfig, PubsubInterface, Value};
+use fred::prelude::{
+    Builder, ClientLike, Config as RedisConfig, HashesInterface, KeysInterface, PubsubInterface,
+    SetsInterface, Value,
+};
 use vridge_protocol::{ServerMessage, UserId};
-use vridge_realtime::broker::{Envelope, Payload};
+use vridge_realtime::broker::{Broker, Envelope, Payload};
 
 /// Waits up to `limit` for a message matching `pred` (longer than [`WAIT`]
 /// for things that involve reconnect back-offs and heartbeats).
@@ -267,6 +270,52 @@ async fn a_node_that_dies_without_goodbye_leaves_presence_in_time() {
     let (_late, state) = n0.join(f.project.id, f.owner.id).await;
     let online: Vec<UserId> = state.online_users;
     assert!(!online.contains(&f.viewer.id), "{online:?}");
+}
+
+/// Whenever Redis holds presence of a node, the node is in the sweep list
+/// with a live heartbeat key, even right after Redis lost its data: the
+/// first presence write after a `FLUSHALL` registers the node in the same
+/// script. (Before, it waited for the next heartbeat — up to a third of
+/// the node TTL, 5 s by default — and a node dying meanwhile was never
+/// swept.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_lost_its_data_a_presence_write_registers_its_node_in_the_same_step() {
+    let cluster = Cluster::start(1, &[]).await;
+    let n0 = &cluster.nodes[0];
+    let Broker::Redis(redis) = &n0.state.broker else {
+        panic!("a node on Redis")
+    };
+    let node = redis.node().to_string();
+    let f = n0.fixture().await;
+    let admin = Builder::from_config(RedisConfig::from_url(&cluster.redis.url()).unwrap())
+        .build()
+        .unwrap();
+    admin.init().await.unwrap();
+    let _: Value = admin.flushall(false).await.unwrap();
+    let (_user, _) = n0.join(f.project.id, f.editor.id).await;
+
+    let presence = format!("vridge:presence:{}", f.project.id);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let written: bool = admin.hexists(&presence, f.editor.id).await.unwrap();
+        if written {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence never written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let listed: bool = admin.sismember("vridge:nodes", &node).await.unwrap();
+    let alive: bool = admin
+        .exists(format!("vridge:node:{node}:alive"))
+        .await
+        .unwrap();
+    assert!(
+        listed && alive,
+        "presence written for a node the sweep cannot find (listed {listed}, alive {alive})"
+    );
 }
 
 /// How Redis loses its data in [`node_dies_right_after_redis_lost_its_data`].

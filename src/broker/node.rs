@@ -197,13 +197,16 @@ impl NodeAgent {
                 self.local.entry(project).or_default().insert(user);
                 match self.register(scripts::ONLINE, project, user).await {
                     Ok((nodes, lapsed)) => {
-                        if lapsed {
-                            self.lost_state();
-                        }
                         if nodes == 1 {
                             self.inner
                                 .publish(project, ServerMessage::PresenceJoin { user_id: user })
                                 .await;
+                        }
+                        if lapsed {
+                            // Redis lost this node's keys: put the others
+                            // back now rather than at the next tick.
+                            self.lost_state();
+                            self.heartbeat().await;
                         }
                     }
                     Err(_) => {
