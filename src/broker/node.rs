@@ -144,6 +144,12 @@ impl NodeAgent {
                     self.sweep().await;
                 }
                 () = sleep_until(reconcile_at.unwrap_or_else(Instant::now)), if reconcile_at.is_some() => {
+                    // A joiner's online list may name a local user whose
+                    // first-socket report is still queued: take those in
+                    // first, so `local` knows them.
+                    while let Ok(event) = room_events.try_recv() {
+                        self.on_room_event(event).await;
+                    }
                     self.reconcile_at = if self.reconcile().await {
                         None
                     } else {
