@@ -272,5 +272,6 @@ mod tests {
             (10, 30, 20)
         );
         assert_eq!(c.database_url(), "sqlite:///tmp/x/vridge.db");
+        assert_eq!(c.presence_leave_grace(), Duration::from_secs(2));
     }
 }
