@@ -154,6 +154,12 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_NODE_TTL_MS", default_value_t = 15_000)]
     pub node_ttl_ms: u64,
 
+    /// How long a user's `presence_leave` waits after their last socket in a
+    /// project closed, in milliseconds; back within it (any node), neither
+    /// the leave nor the join is announced. 0: announce at once.
+    #[arg(long, env = "VRIDGE_PRESENCE_LEAVE_GRACE_MS", default_value_t = 2_000)]
+    pub presence_leave_grace_ms: u64,
+
     /// Most comments a resume (`?since=`) returns; past it `initial_state`
     /// says `resume_complete: false` and the client resumes again.
     #[arg(long, env = "VRIDGE_RESUME_MAX_COMMENTS", default_value_t = 1000)]
@@ -235,6 +241,10 @@ impl Config {
         Duration::from_millis(self.node_ttl_ms.max(300))
     }
 
+    pub fn presence_leave_grace(&self) -> Duration {
+        Duration::from_millis(self.presence_leave_grace_ms)
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
@@ -275,5 +285,6 @@ mod tests {
             (10, 30, 20)
         );
         assert_eq!(c.database_url(), "sqlite:///tmp/x/vridge.db");
+        assert_eq!(c.presence_leave_grace(), Duration::from_secs(2));
     }
 }
