@@ -106,6 +106,19 @@ describe('the review page', () => {
     });
   });
 
+  test('a reaction and a status change reach the other page', async (t) => {
+    await withShots(t, contexts, async () => {
+      const row = (page) => page.locator('#comments li.comment', { hasText: 'The grade' });
+      await row(pageA).getByRole('button', { name: /React/ }).click();
+      await row(pageB).locator('.react', { hasText: '1' }).waitFor();
+      await pageB.getByLabel('Status').selectOption('in_progress');
+      await pageA.locator('#feedback').getByText(/in progress/).waitFor();
+      assert.equal(await pageA.getByLabel('Status').inputValue(), 'in_progress');
+      const list = await server.rest(`/feedback/${fx.project.id}`, { token: fx.owner.access_token });
+      assert.equal(list.results[0].status, 'in_progress');
+    });
+  });
+
   test('a viewer has no composer, and a forged send is refused', async (t) => {
     await withShots(t, contexts, async () => {
       const pageC = await ctxC.newPage();
