@@ -391,6 +391,12 @@ async function projectView(projectId) {
     const rows = shown.map((c) => commentRow(c));
     for (const w of session.waiting) {
       if (w.comment.feedback_id !== selected) continue;
+      // The broadcast of one's own comment can arrive just before its ack:
+      // show it once, as stored, in that moment.
+      const landed = shown.some(
+        (c) => c.user_id === auth?.user.id && c.text === w.comment.text && Date.parse(c.created) >= w.created - 2_000,
+      );
+      if (landed) continue;
       rows.push(
         el(
           'li',
