@@ -1,6 +1,7 @@
 // The client library against the real server binary (see helpers/server.js).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { decode, encode } from '@msgpack/msgpack';
 import WebSocket from 'ws';
 import { connect, MemoryOutbox } from '../src/index.js';
 import { mintToken, TestServer, until } from './helpers/server.js';
@@ -71,6 +72,18 @@ describe('against the real server', () => {
     } finally {
       a.close();
       b.close();
+    }
+  });
+
+  test('MessagePack through an injected codec', async () => {
+    const a = open(server, fx.owner, fx.project.id, { encoding: 'msgpack', codec: { encode, decode } });
+    try {
+      await live(a);
+      assert.equal(a.ws.protocol, 'feedback.v1.msgpack');
+      const stored = await a.addComment({ feedback_id: fx.feedback.id, text: 'packed' });
+      assert.equal(a.byId.get(stored.id)?.text, 'packed');
+    } finally {
+      a.close();
     }
   });
 
