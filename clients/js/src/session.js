@@ -115,6 +115,8 @@ export class ProjectSession {
     this.gen = 0;
     this.attempt = 0;
     this.needFreshToken = false;
+    /** 4002 closes since the last `initial_state` */
+    this.expiredInARow = 0;
     this.stopped = false;
     this.offline = false;
     /** @type {any} */
@@ -273,7 +275,9 @@ export class ProjectSession {
         return this.stop('forbidden');
       case CloseCode.TOKEN_EXPIRED:
         this.needFreshToken = true;
-        return this.reconnectNow();
+        // At once the first time; a fresh token refused again waits its turn.
+        if (this.expiredInARow++ === 0) return this.reconnectNow();
+        return this.scheduleReconnect();
       default:
         return this.scheduleReconnect();
     }
@@ -367,6 +371,7 @@ export class ProjectSession {
   /** @param {any} m */
   onInitialState(m) {
     this.attempt = 0;
+    this.expiredInARow = 0;
     this.onlineUsers = new Set(m.online_users ?? []);
     this.emit('presence', { user_id: null, online: this.onlineUsers });
     for (const c of m.comments ?? []) this.insert(c);

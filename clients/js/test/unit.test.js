@@ -137,6 +137,21 @@ test('4002 reconnects with a fresh token; 4001 and 4003 stop', async () => {
   assert.equal(other.s.reason, 'unauthenticated');
 });
 
+test('a fresh token refused again (4002 twice) backs off instead of looping', async () => {
+  const { s, tokens } = await session({ backoff: { baseMs: 80, maxMs: 80 } });
+  FakeSocket.last().drop(4002);
+  await settle();
+  assert.equal(FakeSocket.all.length, 2);
+  FakeSocket.last().drop(4002);
+  await settle();
+  assert.equal(FakeSocket.all.length, 2, 'not at once');
+  assert.equal(s.state, 'reconnecting');
+  await new Promise((r) => setTimeout(r, 120));
+  assert.equal(FakeSocket.all.length, 3);
+  assert.deepEqual(tokens, [false, true, true]);
+  s.close();
+});
+
 test('1001, 4008 and 4009 reconnect', async () => {
   const { s } = await session();
   for (const code of [1001, 4008, 4009]) {
