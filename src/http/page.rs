@@ -163,14 +163,18 @@ mod tests {
     fn every_page_and_library_file_is_embedded() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js");
         for dir in ["page", "src"] {
-            let entries = std::fs::read_dir(root.join(dir)).expect("clients/js is part of the repository");
+            let entries =
+                std::fs::read_dir(root.join(dir)).expect("clients/js is part of the repository");
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.ends_with(".d.ts") || name == "index.html" {
                     continue;
                 }
                 let path = format!("{dir}/{name}");
-                assert!(ASSETS.iter().any(|a| a.path == path), "{path} is not in ASSETS");
+                assert!(
+                    ASSETS.iter().any(|a| a.path == path),
+                    "{path} is not in ASSETS"
+                );
             }
         }
     }
