@@ -1,5 +1,5 @@
-//! The HTTP surface: health, metrics, the WebSocket endpoint and the REST
-//! API. Each resource module exposes its own router and they are merged
+//! The HTTP surface: health, metrics, the WebSocket endpoint, the review
+//! page (`/` and `/assets/…`, see [`page`]) and the REST API. Each resource module exposes its own router and they are merged
 //! here; the REST routes share CORS, a body-size limit, a request timeout,
 //! gzip for responses over 1 KiB, and JSON errors ([`error::ApiError`]).
 
@@ -16,6 +16,7 @@ mod login_limit;
 mod me;
 mod members;
 pub mod openapi;
+mod page;
 mod projects;
 mod views;
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::ws::router())
+        .merge(page::router())
         .merge(rest(&state.config, limits))
         .fallback(|| async { ApiError::NotFound("no such route") })
         .with_state(state)
