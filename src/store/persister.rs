@@ -197,17 +197,22 @@ impl Task {
         }
     }
 
-    /// Broadcasts the newly stored comments and answers every request.
+    /// Answers every request, then broadcasts the newly stored comments.
+    /// The acknowledgement is queued to the author's socket before the
+    /// broadcast reaches its room, so an author always reads its ack (with
+    /// the stored comment and its `client_msg_id`) before the `comment`
+    /// event of the same id, and can match its pending comment by id alone.
     async fn stored(&self, outcomes: Vec<StoredComment>, replies: Vec<Reply>) {
         for (outcome, reply) in outcomes.into_iter().zip(replies) {
-            if !outcome.duplicate {
-                let msg = ServerMessage::Comment {
-                    user_id: outcome.comment.user_id,
-                    comment: outcome.comment.clone(),
-                };
-                self.broker.publish(outcome.comment.project_id, msg).await;
-            }
+            let broadcast = (!outcome.duplicate).then(|| ServerMessage::Comment {
+                user_id: outcome.comment.user_id,
+                comment: outcome.comment.clone(),
+            });
+            let project = outcome.comment.project_id;
             self.reply(reply, Ok(outcome));
+            if let Some(msg) = broadcast {
+                self.broker.publish(project, msg).await;
+            }
         }
     }
 
