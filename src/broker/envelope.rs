@@ -44,8 +44,10 @@ impl Envelope {
         Ok(rmp_serde::to_vec_named(self)?)
     }
 
+    /// Nesting is capped as for client frames, so a corrupt or hostile
+    /// publisher cannot exhaust a node's stack.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        Ok(rmp_serde::from_slice(bytes)?)
+        Ok(vridge_protocol::codec::msgpack_from_slice(bytes)?)
     }
 }
 
