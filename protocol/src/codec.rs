@@ -339,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn deep_msgpack_frames_are_refused_without_exhausting_the_stack() {
+    fn deep_frames_are_refused_without_exhausting_the_stack() {
         // A thread with a quarter of a tokio worker's stack: before the
         // depth cap, 600 levels overflowed 2 MiB in a debug build.
         let decoded = std::thread::Builder::new()
@@ -354,6 +354,19 @@ mod tests {
                     .iter()
                     .map(|&n| decode_server(Encoding::MsgPack, &nested_batches(n)).is_ok())
                     .collect();
+                // JSON: serde_json's own limit of 128 levels refuses the
+                // body (skipping the unread fields for the type tag is
+                // iterative, so the tag is still read).
+                let json = |n: usize| {
+                    let frame = format!(
+                        r#"{{"type":"comment_add","comment":{{"feedback_id":1,"text":"x","security":{}{}}}}}"#,
+                        "[".repeat(n),
+                        "]".repeat(n)
+                    );
+                    decode_client(Encoding::Json, frame.as_bytes())
+                };
+                assert_eq!(json(120), Err(DecodeError::InvalidComment));
+                assert_eq!(json(30_000), Err(DecodeError::InvalidComment));
                 (client, server)
             })
             .unwrap()
