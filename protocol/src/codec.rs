@@ -101,10 +101,28 @@ struct RefreshTokenBody {
     token: String,
 }
 
+/// Deepest nesting of arrays and maps a MessagePack frame may have, the
+/// limit serde_json applies to JSON. Our messages nest a few levels; rmp-serde
+/// allows 1024, and at a few hundred levels decoding an untagged field (such
+/// as `security`) in a debug build overflows a 2 MiB worker stack, which
+/// aborts the process.
+pub const MAX_MSGPACK_DEPTH: usize = 128;
+
+/// `rmp_serde::from_slice` with nesting capped at [`MAX_MSGPACK_DEPTH`]:
+/// every MessagePack decoder of outside bytes goes through this (client and
+/// server frames here, the server's Redis envelopes).
+pub fn msgpack_from_slice<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_MSGPACK_DEPTH);
+    T::deserialize(&mut de)
+}
+
 fn parse<T: DeserializeOwned>(enc: Encoding, frame: &[u8]) -> Option<T> {
     match enc {
         Encoding::Json => serde_json::from_slice(frame).ok(),
-        Encoding::MsgPack => rmp_serde::from_slice(frame).ok(),
+        Encoding::MsgPack => msgpack_from_slice(frame).ok(),
     }
 }
 
@@ -322,6 +340,69 @@ mod tests {
             decode_client(Encoding::MsgPack, b"\xc1").unwrap_err(),
             DecodeError::Malformed
         );
+    }
+
+    /// `levels` arrays nested in the `security` of a MessagePack
+    /// `comment_add`: the untagged field buffers them, one stack frame set
+    /// per level.
+    fn nested_security(levels: usize) -> Vec<u8> {
+        let mut out = b"\x82\xa4type\xabcomment_add\xa7comment\x83\xabfeedback_id\x01\xa4text\xa1x\xa8security".to_vec();
+        out.extend(std::iter::repeat_n(0x91, levels));
+        out.push(0x90);
+        out
+    }
+
+    /// `levels` batches, each the only message of the one around it.
+    fn nested_batches(levels: usize) -> Vec<u8> {
+        let mut out = b"\x82\xa4type\xa5batch\xa8messages\x91".repeat(levels);
+        out.pop();
+        out.push(0x90);
+        out
+    }
+
+    #[test]
+    fn deep_frames_are_refused_without_exhausting_the_stack() {
+        // A thread with a quarter of a tokio worker's stack: before the
+        // depth cap, 600 levels overflowed 2 MiB in a debug build.
+        let decoded = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(|| {
+                let levels = [10, MAX_MSGPACK_DEPTH / 2, 600, 1000, 30_000];
+                let client: Vec<_> = levels
+                    .iter()
+                    .map(|&n| decode_client(Encoding::MsgPack, &nested_security(n)))
+                    .collect();
+                let server: Vec<_> = levels
+                    .iter()
+                    .map(|&n| decode_server(Encoding::MsgPack, &nested_batches(n)).is_ok())
+                    .collect();
+                // JSON: serde_json's own limit of 128 levels refuses the
+                // body (skipping the unread fields for the type tag is
+                // iterative, so the tag is still read).
+                let json = |n: usize| {
+                    let frame = format!(
+                        r#"{{"type":"comment_add","comment":{{"feedback_id":1,"text":"x","security":{}{}}}}}"#,
+                        "[".repeat(n),
+                        "]".repeat(n)
+                    );
+                    decode_client(Encoding::Json, frame.as_bytes())
+                };
+                assert_eq!(json(120), Err(DecodeError::InvalidComment));
+                assert_eq!(json(30_000), Err(DecodeError::InvalidComment));
+                (client, server)
+            })
+            .unwrap()
+            .join()
+            .expect("decoding deep frames must not overflow the stack");
+        let (client, server) = decoded;
+        // Shallow: a bad body of a known type. Deep: not a frame at all.
+        assert_eq!(client[0], Err(DecodeError::InvalidComment));
+        assert_eq!(client[1], Err(DecodeError::InvalidComment));
+        for deep in &client[2..] {
+            assert_eq!(deep, &Err(DecodeError::Malformed));
+        }
+        // Batches nest two levels each (map and array).
+        assert_eq!(server, [true, false, false, false, false]);
     }
 
     #[test]

@@ -12,6 +12,11 @@ pub mod close;
 pub mod codec;
 pub mod model;
 pub mod server;
+#[cfg(any(test, feature = "proptest"))]
+pub mod strategy;
+
+#[cfg(test)]
+mod properties;
 
 pub use client::{ClientMessage, NewComment, NewReaction};
 pub use codec::{DecodeError, Encoding};

@@ -277,4 +277,140 @@ mod tests {
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         assert_eq!(k.verify_access(&none), Err(AuthError::Invalid));
     }
+
+    mod properties {
+        //! A token is whatever a client put in `?token=` or a header: the
+        //! verifier answers anything with an error, never a panic, and never
+        //! accepts what it did not sign: not arbitrary text, not three
+        //! base64url parts of arbitrary JSON, not well-formed claims under an
+        //! arbitrary signature (fuzz target: `token`). What it mints verifies.
+
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use proptest::collection::{btree_map, vec};
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::*;
+
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(2, 12, 4, |inner| {
+                prop_oneof![
+                    vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    btree_map("[a-z]{1,4}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A header naming any algorithm, ours included.
+        fn header() -> impl Strategy<Value = Value> {
+            let alg = prop_oneof![
+                Just("HS256".to_owned()),
+                Just("none".to_owned()),
+                Just("RS256".to_owned()),
+                Just("HS512".to_owned()),
+                any::<String>(),
+            ];
+            prop_oneof![
+                3 => alg.prop_map(|alg| json!({"alg": alg, "typ": "JWT"})),
+                1 => any_json(),
+            ]
+        }
+
+        /// Claims that would pass every check but the signature, or any JSON.
+        fn claims() -> impl Strategy<Value = Value> {
+            let now = unix_now();
+            prop_oneof![
+                3 => (any::<i64>(), 0..100_000u64, prop_oneof![Just("access"), Just("refresh")])
+                    .prop_map(move |(user, ttl, typ)| json!({
+                        "sub": user.to_string(), "exp": now + ttl, "iat": now,
+                        "iss": ISSUER, "aud": AUDIENCE, "typ": typ, "jti": "j",
+                    })),
+                1 => any_json(),
+            ]
+        }
+
+        fn part(value: &Value) -> String {
+            URL_SAFE_NO_PAD.encode(value.to_string())
+        }
+
+        fn refused(k: &JwtKeys, token: &str) -> Result<(), TestCaseError> {
+            prop_assert!(k.verify_access(token).is_err(), "accepted {}", token);
+            prop_assert!(
+                k.verify(token, TokenKind::Refresh).is_err(),
+                "accepted {}",
+                token
+            );
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn token_verify_refuses_arbitrary_strings(raw in any::<String>()) {
+                refused(&keys(), &raw)?;
+            }
+
+            #[test]
+            fn token_verify_refuses_three_parts_of_arbitrary_json(
+                header in header(),
+                claims in claims(),
+                signature in vec(any::<u8>(), 0..64),
+            ) {
+                let token = format!(
+                    "{}.{}.{}",
+                    part(&header),
+                    part(&claims),
+                    URL_SAFE_NO_PAD.encode(signature),
+                );
+                refused(&keys(), &token)?;
+            }
+
+            /// A minted token with one character of any part changed.
+            #[test]
+            fn token_verify_refuses_tampered_tokens(
+                user in any::<UserId>(),
+                at in any::<prop::sample::Index>(),
+                with in "[A-Za-z0-9_.-]",
+            ) {
+                let k = keys();
+                let token = k.mint_access(user).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let i = at.index(token.len());
+                let mut tampered = token.clone();
+                tampered.replace_range(i..=i, &with);
+                prop_assume!(tampered != token);
+                // A changed last character may leave the decoded signature
+                // as it was (its low bits are padding): only then may it pass.
+                let same_signature = i == token.len() - 1
+                    && URL_SAFE_NO_PAD.decode(tampered.rsplit('.').next().unwrap_or_default()).ok()
+                        == URL_SAFE_NO_PAD.decode(token.rsplit('.').next().unwrap_or_default()).ok();
+                if !same_signature {
+                    prop_assert!(k.verify_access(&tampered).is_err(), "accepted {}", tampered);
+                }
+            }
+
+            #[test]
+            fn minted_tokens_verify(user in any::<UserId>(), refresh in any::<bool>()) {
+                let k = keys();
+                let (kind, other) = if refresh {
+                    (TokenKind::Refresh, TokenKind::Access)
+                } else {
+                    (TokenKind::Access, TokenKind::Refresh)
+                };
+                let token = k
+                    .mint(user, kind, Duration::from_secs(60))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let claims = k.verify(&token, kind).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(claims.sub, user.to_string());
+                prop_assert_eq!(k.verify(&token, other).err(), Some(AuthError::WrongKind));
+            }
+        }
+    }
 }

@@ -44,8 +44,10 @@ impl Envelope {
         Ok(rmp_serde::to_vec_named(self)?)
     }
 
+    /// Nesting is capped as for client frames, so a corrupt or hostile
+    /// publisher cannot exhaust a node's stack.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        Ok(rmp_serde::from_slice(bytes)?)
+        Ok(vridge_protocol::codec::msgpack_from_slice(bytes)?)
     }
 }
 
@@ -91,5 +93,77 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(Envelope::decode(b"\xc1not msgpack").is_err());
+    }
+
+    mod properties {
+        //! What a node reads from Redis is bytes another process wrote: the
+        //! decoder must answer anything with an error, never a panic, and
+        //! every envelope must round-trip (fuzz target: `envelope`).
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+        use vridge_protocol::strategy::server_message;
+
+        use super::*;
+
+        fn envelope() -> impl Strategy<Value = Envelope> {
+            let payload = prop_oneof![
+                server_message().prop_map(|message| Payload::Event { message }),
+                (any::<i64>(), any::<u16>()).prop_map(|(user, code)| Payload::Evict { user, code }),
+            ];
+            (any::<u64>(), any::<i64>(), payload).prop_map(|(origin, project, payload)| Envelope {
+                origin,
+                project,
+                payload,
+            })
+        }
+
+        /// An accepted envelope encodes to bytes that decode to an envelope
+        /// encoding to the same bytes (bytes, not values: a MessagePack
+        /// float may be NaN, which is not equal to itself).
+        fn assert_reencodes_stably(env: &Envelope) -> Result<(), TestCaseError> {
+            let fail = |e: EnvelopeError| TestCaseError::fail(e.to_string());
+            let once = env.encode().map_err(fail)?;
+            let twice = Envelope::decode(&once)
+                .map_err(fail)?
+                .encode()
+                .map_err(fail)?;
+            prop_assert_eq!(once, twice);
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn envelope_decode_never_panics_on_arbitrary_bytes(bytes in vec(any::<u8>(), 0..512)) {
+                if let Ok(env) = Envelope::decode(&bytes) {
+                    assert_reencodes_stably(&env)?;
+                }
+            }
+
+            #[test]
+            fn envelope_decode_never_panics_on_mangled_envelopes(
+                env in envelope(),
+                edits in vec((any::<Index>(), any::<u8>()), 1..4),
+                cut in any::<Index>(),
+            ) {
+                let mut bytes = env.encode().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                for (at, byte) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+                for bytes in [&bytes[..], &bytes[..cut.index(bytes.len() + 1)]] {
+                    if let Ok(env) = Envelope::decode(bytes) {
+                        assert_reencodes_stably(&env)?;
+                    }
+                }
+            }
+
+            #[test]
+            fn envelopes_round_trip(env in envelope()) {
+                let bytes = env.encode().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(Envelope::decode(&bytes).ok(), Some(env));
+            }
+        }
     }
 }

@@ -39,6 +39,9 @@ use crate::config::Config;
 use error::ApiError;
 use login_limit::LoginLimits;
 
+/// The REST cursor codec, exposed for the fuzz targets in `fuzz/`.
+pub use comments::{decode_cursor, encode_cursor};
+
 /// Responses smaller than this are sent uncompressed.
 const COMPRESS_ABOVE_BYTES: u16 = 1024;
 /// How often idle sign-in throttling keys are pruned.
