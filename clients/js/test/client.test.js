@@ -225,6 +225,32 @@ describe('against the real server', () => {
     }
   });
 
+  test('token_expiring: the socket is refreshed in place and outlives its first token', async () => {
+    // A token that expires in 2 s: the server warns, the client sends a
+    // fresh one on the same socket, and the socket stays open past the
+    // first token's expiry and the server's 5 s leeway (no 4002, no reconnect).
+    const calls = [];
+    const s = open(server, fx.owner, fx.project.id, {
+      getToken: ({ fresh }) => {
+        calls.push(fresh);
+        return calls.length === 1 ? mintToken(fx.owner.user.id, 2) : fx.owner.access_token;
+      },
+    });
+    const closes = [];
+    s.on('close', (c) => closes.push(c.code));
+    try {
+      await live(s);
+      await until(() => calls.length >= 2, 10_000, 'a fresh token asked for on token_expiring');
+      await new Promise((r) => setTimeout(r, 8_000));
+      assert.equal(s.state, 'live');
+      assert.deepEqual(closes, [], 'the socket was never closed');
+      const stored = await s.addComment({ feedback_id: fx.feedback.id, text: 'after the first token expired' });
+      assert.ok(stored.id > 0);
+    } finally {
+      s.close();
+    }
+  });
+
   test('4003 and 4001 stop the session and say why', async () => {
     const stranger = await server.user('stranger');
     const s = open(server, stranger, fx.project.id);
