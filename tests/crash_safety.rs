@@ -51,6 +51,22 @@ async fn wait_live(addr: SocketAddr) {
     }
 }
 
+/// Opens a socket at `url` and sends [`FLOOD`] comments to `feedback`, the
+/// `i`th with text `flood i` and `client_msg_id` `fi` (the same on a retry).
+async fn flood(url: &str, feedback: i64) -> Client {
+    let mut c = Client::connect(url, Encoding::Json).await;
+    assert!(matches!(c.next().await, ServerMessage::InitialState(_)));
+    for i in 0..FLOOD {
+        c.send(&comment_add(
+            feedback,
+            &format!("flood {i}"),
+            Some(&format!("f{i}")),
+        ))
+        .await;
+    }
+    c
+}
+
 /// RSS of a process in KiB (from /proc), to record memory around the run.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -88,16 +104,7 @@ async fn sigkill_mid_flood(seeder: TestServer) {
         f.project.id,
         seeder.token(f.editor.id)
     );
-    let mut c = Client::connect(&url, Encoding::Json).await;
-    assert!(matches!(c.next().await, ServerMessage::InitialState(_)));
-    for i in 0..FLOOD {
-        c.send(&comment_add(
-            f.feedback[0],
-            &format!("flood {i}"),
-            Some(&format!("f{i}")),
-        ))
-        .await;
-    }
+    let mut c = flood(&url, f.feedback[0]).await;
     // Acknowledged before the kill: client_msg_id → stored id.
     let mut acked: HashMap<String, i64> = HashMap::new();
     while acked.len() < KILL_AFTER_ACKS {
@@ -140,16 +147,7 @@ async fn sigkill_mid_flood(seeder: TestServer) {
     // Restart on the same database and retry every comment.
     let mut child = start_node(&db_url, tmp.path(), port);
     wait_live(addr).await;
-    let mut c = Client::connect(&url, Encoding::Json).await;
-    assert!(matches!(c.next().await, ServerMessage::InitialState(_)));
-    for i in 0..FLOOD {
-        c.send(&comment_add(
-            f.feedback[0],
-            &format!("flood {i}"),
-            Some(&format!("f{i}")),
-        ))
-        .await;
-    }
+    let mut c = flood(&url, f.feedback[0]).await;
     let mut answered = 0;
     while answered < FLOOD {
         match c.next().await {

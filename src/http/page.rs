@@ -30,55 +30,30 @@ struct Asset {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
+/// An [`Asset`] of `clients/js/<path>`, embedded at compile time.
+macro_rules! asset {
+    ($path:literal, $content_type:expr) => {
+        Asset {
+            path: $path,
+            content_type: $content_type,
+            body: include_str!(concat!("../../clients/js/", $path)),
+        }
+    };
+}
+
 /// Everything under `/assets/`, laid out as in `clients/js/` (`page/…` the
 /// page, `src/…` the library), so the page's relative imports
 /// (`../src/index.js`) resolve the same in the browser and in the type check.
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "page/app.js",
-        content_type: JS,
-        body: include_str!("../../clients/js/page/app.js"),
-    },
-    Asset {
-        path: "page/view.js",
-        content_type: JS,
-        body: include_str!("../../clients/js/page/view.js"),
-    },
-    Asset {
-        path: "page/api.js",
-        content_type: JS,
-        body: include_str!("../../clients/js/page/api.js"),
-    },
-    Asset {
-        path: "page/style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../clients/js/page/style.css"),
-    },
-    Asset {
-        path: "src/index.js",
-        content_type: JS,
-        body: include_str!("../../clients/js/src/index.js"),
-    },
-    Asset {
-        path: "src/session.js",
-        content_type: JS,
-        body: include_str!("../../clients/js/src/session.js"),
-    },
-    Asset {
-        path: "src/outbox.js",
-        content_type: JS,
-        body: include_str!("../../clients/js/src/outbox.js"),
-    },
-    Asset {
-        path: "src/backoff.js",
-        content_type: JS,
-        body: include_str!("../../clients/js/src/backoff.js"),
-    },
-    Asset {
-        path: "src/typing.js",
-        content_type: JS,
-        body: include_str!("../../clients/js/src/typing.js"),
-    },
+    asset!("page/app.js", JS),
+    asset!("page/view.js", JS),
+    asset!("page/api.js", JS),
+    asset!("page/style.css", "text/css; charset=utf-8"),
+    asset!("src/index.js", JS),
+    asset!("src/session.js", JS),
+    asset!("src/outbox.js", JS),
+    asset!("src/backoff.js", JS),
+    asset!("src/typing.js", JS),
 ];
 
 const INDEX_HTML: &str = include_str!("../../clients/js/page/index.html");
