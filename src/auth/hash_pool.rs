@@ -69,8 +69,10 @@ impl HashPool {
         password: String,
         stored: Option<String>,
     ) -> Result<bool, PasswordError> {
-        self.run(move |memory| password::verify_with(memory, password.as_bytes(), stored.as_deref()))
-            .await
+        self.run(move |memory| {
+            password::verify_with(memory, password.as_bytes(), stored.as_deref())
+        })
+        .await
     }
 
     /// Runs `work` on the blocking pool in a slot's memory, once a slot is free.
@@ -136,13 +138,16 @@ mod tests {
     #[tokio::test]
     async fn hashes_verify_and_memory_stays_at_one_block_set_per_slot() {
         let pool = HashPool::new(2, Duration::from_secs(10));
-        let hashes: Vec<_> = futures_util::future::join_all(
-            (0..6).map(|i| pool.hash(format!("password {i}"))),
-        )
-        .await;
+        let hashes: Vec<_> =
+            futures_util::future::join_all((0..6).map(|i| pool.hash(format!("password {i}"))))
+                .await;
         for (i, h) in hashes.into_iter().enumerate() {
             let h = h.unwrap();
-            assert!(pool.verify(format!("password {i}"), Some(h.clone())).await.unwrap());
+            assert!(
+                pool.verify(format!("password {i}"), Some(h.clone()))
+                    .await
+                    .unwrap()
+            );
             assert!(!pool.verify("nope".into(), Some(h)).await.unwrap());
         }
         assert!(!pool.verify("x".into(), None).await.unwrap());

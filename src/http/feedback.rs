@@ -14,7 +14,7 @@ use vridge_protocol::{FeedbackId, ProjectId, ServerMessage};
 use super::access::{self, NO_FEEDBACK, Need};
 use super::error::{ApiError, ErrorBody};
 use super::etag::json_with_etag;
-use super::extract::{AuthUser, Writer, Json, Path, Query};
+use super::extract::{AuthUser, Json, Path, Query, Writer};
 use super::input::{self, FEEDBACK_STATUSES, PRIORITIES};
 use super::views::{FeedbackList, FeedbackView};
 use crate::app::AppState;

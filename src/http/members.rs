@@ -14,7 +14,7 @@ use vridge_protocol::{ProjectId, UserId, close};
 
 use super::access::{self, Need};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Writer, Json, Path};
+use super::extract::{Json, Path, Writer};
 use super::input;
 use super::views::MemberView;
 use crate::app::AppState;

@@ -12,7 +12,7 @@ use vridge_protocol::ProjectId;
 
 use super::access::{self, NO_PROJECT, Need};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AuthUser, Writer, Json, Path, Query};
+use super::extract::{AuthUser, Json, Path, Query, Writer};
 use super::input;
 use super::views::{MemberView, ProjectDetail, ProjectPage, ProjectView};
 use crate::app::AppState;

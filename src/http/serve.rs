@@ -221,7 +221,10 @@ struct Throttled {
 impl Throttled {
     fn warn(&mut self, log: impl FnOnce(u64)) {
         let now = Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) < LOG_EVERY) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < LOG_EVERY)
+        {
             self.suppressed += 1;
             return;
         }
