@@ -544,10 +544,9 @@ impl Binary {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = reqwest::get(format!("http://{addr}/health/live")).await {
-                if r.status().is_success() {
-                    break;
-                }
+            let up = reqwest::get(format!("http://{addr}/health/live")).await;
+            if up.is_ok_and(|r| r.status().is_success()) {
+                break;
             }
             assert!(Instant::now() < deadline, "the server binary did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
