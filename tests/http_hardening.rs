@@ -310,6 +310,16 @@ async fn after_a_request_refused_before_its_body_the_connection_stays_correct() 
     // 413: the announced length is over the limit.
     let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(4000));
     follow_up_after(server.addr, &post("/projects", &auth, big.as_bytes()), 413).await;
+    // The same with a body far over what fits in one read: the server
+    // cannot have drained it by the time it answers.
+    let huge = format!(r#"{{"name":"{}"}}"#, "x".repeat(1024 * 1024));
+    follow_up_after(server.addr, &post("/projects", &auth, huge.as_bytes()), 413).await;
+    follow_up_after(
+        server.addr,
+        &post("/projects", json_ct, huge.as_bytes()),
+        401,
+    )
+    .await;
     // 401: no token, with a body.
     follow_up_after(
         server.addr,
