@@ -301,6 +301,8 @@ async fn after_a_request_refused_before_its_body_the_connection_stays_correct() 
         "1024",
         "--register-attempts-per-ip",
         "1",
+        "--limit-rest-write",
+        "3",
     ])
     .await;
     let f = server.fixture().await;
@@ -338,7 +340,11 @@ async fn after_a_request_refused_before_its_body_the_connection_stays_correct() 
         415,
     )
     .await;
-    // 429: the address's one sign-up a minute is spent.
+    // 429 before the body: the owner's three writes are spent (two 413s
+    // and the 415 counted).
+    follow_up_after(server.addr, &post("/projects", &auth, huge.as_bytes()), 429).await;
+    // 429 after the body (sign-up reads it first): the address's one
+    // sign-up a minute is spent.
     let signup = br#"{"email":"first@example.com","password":"long enough","username":"first"}"#;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(&post("/auth/register", json_ct, signup))
