@@ -66,6 +66,7 @@ fn through_the_room(c: &mut Criterion) {
     let registry = Registry::new(
         RoomSettings {
             typing_timeout: Duration::from_secs(10),
+            presence_leave_grace: Duration::ZERO,
             store,
         },
         metrics.clone(),

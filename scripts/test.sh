@@ -13,3 +13,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # The REST API against its OpenAPI document: no 5xx, no off-schema response.
 bash scripts/schemathesis.sh
+# The JavaScript client and the review page: Node tests and a real browser.
+bash scripts/js.sh

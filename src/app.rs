@@ -137,6 +137,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let room_settings = RoomSettings {
             typing_timeout: config.typing_timeout(),
+            presence_leave_grace: config.presence_leave_grace(),
             store: store.clone(),
         };
         let (registry, broker) = match &config.redis_url {

@@ -154,10 +154,29 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_NODE_TTL_MS", default_value_t = 15_000)]
     pub node_ttl_ms: u64,
 
+    /// How long a user's `presence_leave` waits after their last socket in a
+    /// project closed, in milliseconds; back within it (any node), neither
+    /// the leave nor the join is announced. 0: announce at once.
+    #[arg(long, env = "VRIDGE_PRESENCE_LEAVE_GRACE_MS", default_value_t = 2_000)]
+    pub presence_leave_grace_ms: u64,
+
     /// Most comments a resume (`?since=`) returns; past it `initial_state`
     /// says `resume_complete: false` and the client resumes again.
     #[arg(long, env = "VRIDGE_RESUME_MAX_COMMENTS", default_value_t = 1000)]
     pub resume_max_comments: u32,
+
+    /// Most bytes of comments a resume returns (their text and fields, as
+    /// stored); past it `resume_complete` is false, as past the count. Keeps
+    /// one `initial_state` frame well inside the socket's write buffer.
+    #[arg(long, env = "VRIDGE_RESUME_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub resume_max_bytes: usize,
+
+    /// Origins whose browser pages may open sockets, comma-separated, besides
+    /// the server's own (`*`: any). An upgrade with another `Origin` is
+    /// refused with 403 before the handshake (cross-site WebSocket
+    /// hijacking); clients that send no `Origin` (not browsers) are allowed.
+    #[arg(long, env = "VRIDGE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub ws_allowed_origins: Vec<String>,
 
     /// How long shutdown may take to flush and close, in seconds.
     #[arg(long, env = "VRIDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
@@ -256,6 +275,10 @@ impl Config {
         Duration::from_millis(self.node_ttl_ms.max(300))
     }
 
+    pub fn presence_leave_grace(&self) -> Duration {
+        Duration::from_millis(self.presence_leave_grace_ms)
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
@@ -312,5 +335,6 @@ mod tests {
             (10, 30, 20)
         );
         assert_eq!(c.database_url(), "sqlite:///tmp/x/vridge.db");
+        assert_eq!(c.presence_leave_grace(), Duration::from_secs(2));
     }
 }

@@ -1,15 +1,23 @@
 //! `--demo`: demo users (an owner, an editor, a viewer), a project with two
-//! feedback items, and their tokens and connect URLs, so a person can try the
-//! server by pasting URLs into any WebSocket client. Idempotent: a second run
-//! reuses what the first created.
+//! feedback items, and for each user a password to sign in on the review page
+//! (fresh on every run, printed once, stored only as an argon2id hash), a
+//! token and a connect URL, so a person can try the server in a browser or
+//! with any WebSocket client. Idempotent: a second run reuses the users and
+//! the project the first created.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::app::AppState;
-use crate::auth::TokenKind;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use crate::auth::{TokenKind, password};
 use crate::domain::Role;
 use crate::store::{NewFeedback, NewUser, StoreError, User};
+
+/// Characters of a generated demo password.
+const DEMO_PASSWORD_CHARS: usize = 16;
 
 /// Demo tokens live a day, so a demo session does not need the REST login.
 const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -20,6 +28,8 @@ pub enum DemoError {
     Store(#[from] StoreError),
     #[error("minting a token failed")]
     Token,
+    #[error("hashing a password failed")]
+    Password,
 }
 
 /// One demo user with what a person needs to connect as them.
@@ -27,12 +37,17 @@ pub enum DemoError {
 pub struct DemoUser {
     pub role: Role,
     pub user: User,
+    /// The password to sign in with on the page, valid until the next
+    /// `--demo` run.
+    pub password: String,
     pub token: String,
     pub url: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Demo {
+    /// The review page's address.
+    pub page: String,
     pub project_id: i64,
     pub feedback_ids: Vec<i64>,
     pub users: Vec<DemoUser>,
@@ -97,14 +112,25 @@ pub async fn seed(state: &AppState, addr: SocketAddr) -> Result<Demo, DemoError>
             .mint(user.id, TokenKind::Access, DEMO_TOKEN_TTL)
             .map_err(|_| DemoError::Token)?;
         let url = format!("ws://{addr}/ws/feedback/{}?token={token}", project.id);
+        let password: String = rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(DEMO_PASSWORD_CHARS)
+            .map(char::from)
+            .collect();
+        let hash = password::hash(password.clone())
+            .await
+            .map_err(|_| DemoError::Password)?;
+        state.store.set_password_hash(user.id, &hash).await?;
         users.push(DemoUser {
             role,
             user,
+            password,
             token,
             url,
         });
     }
     Ok(Demo {
+        page: format!("http://{addr}/"),
         project_id: project.id,
         feedback_ids,
         users,
@@ -115,15 +141,16 @@ impl Demo {
     /// What `--demo` prints.
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "Demo project {} with feedback items {:?}\n",
-            self.project_id, self.feedback_ids
+            "Review page: {}\nDemo project {} with feedback items {:?}\n",
+            self.page, self.project_id, self.feedback_ids
         );
         for u in &self.users {
             out.push_str(&format!(
-                "\n{} (user {}, {}):\n  token: {}\n  connect: {}\n",
-                u.role, u.user.id, u.user.email, u.token, u.url
+                "\n{} (user {}):\n  sign in: {} / {}\n  token: {}\n  connect: {}\n",
+                u.role, u.user.id, u.user.email, u.password, u.token, u.url
             ));
         }
+        out.push_str("\nThe passwords above are new on every --demo run.\n");
         out.push_str(&format!(
             "\nTry, in a connected socket:\n  {{\"type\":\"comment_add\",\"comment\":{{\"feedback_id\":{},\"text\":\"hello\"}},\"client_msg_id\":\"m1\"}}\n",
             self.feedback_ids.first().copied().unwrap_or(1)

@@ -83,8 +83,19 @@ pub enum InvalidComment {
     Field(&'static str),
     #[error("timestamp must be a finite number of seconds >= 0")]
     Timestamp,
-    #[error("client_msg_id must be 1..={MAX_CLIENT_MSG_ID_CHARS} characters")]
+    #[error(
+        "client_msg_id must be 1..={MAX_CLIENT_MSG_ID_CHARS} characters without control characters"
+    )]
     ClientMsgId,
+    #[error("{0} must not contain U+0000")]
+    Nul(&'static str),
+}
+
+/// True when `s` holds U+0000. PostgreSQL refuses it in text (SQLite would
+/// store it), and one such row fails a whole multi-row INSERT — so it is
+/// refused here, at the edge, for every engine alike.
+fn has_nul(s: &str) -> bool {
+    s.contains('\0')
 }
 
 /// A comment whose fields passed every check; the feedback's project is
@@ -98,6 +109,9 @@ impl ValidComment {
         if chars == 0 || chars > MAX_COMMENT_CHARS || raw.text.trim().is_empty() {
             return Err(InvalidComment::Text);
         }
+        if has_nul(&raw.text) {
+            return Err(InvalidComment::Nul("text"));
+        }
         for (name, value) in [
             ("title", &raw.title),
             ("section", &raw.section),
@@ -108,6 +122,9 @@ impl ValidComment {
                 .is_some_and(|v| v.chars().count() > MAX_COMMENT_FIELD_CHARS)
             {
                 return Err(InvalidComment::Field(name));
+            }
+            if value.as_deref().is_some_and(has_nul) {
+                return Err(InvalidComment::Nul(name));
             }
         }
         if raw.timestamp.is_some_and(|t| !t.is_finite() || t < 0.0) {
@@ -132,7 +149,11 @@ impl IdempotencyKey {
     pub fn from_client(raw: Option<&str>) -> Result<Self, InvalidComment> {
         match raw {
             None => Ok(Self(format!("srv-{}", uuid::Uuid::new_v4()))),
-            Some(k) if k.is_empty() || k.chars().count() > MAX_CLIENT_MSG_ID_CHARS => {
+            Some(k)
+                if k.is_empty()
+                    || k.chars().count() > MAX_CLIENT_MSG_ID_CHARS
+                    || k.chars().any(char::is_control) =>
+            {
                 Err(InvalidComment::ClientMsgId)
             }
             Some(k) => Ok(Self(format!("c-{k}"))),
@@ -147,19 +168,20 @@ impl IdempotencyKey {
 /// Longest emoji (or short reaction code such as `:+1:`), in characters.
 pub const MAX_EMOJI_CHARS: usize = 32;
 
-/// A reaction emoji: non-empty, short, no whitespace.
+/// A reaction emoji: non-empty, short, no whitespace or control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emoji(String);
 
 /// The emoji was empty, too long or contained whitespace.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("emoji must be 1..={MAX_EMOJI_CHARS} characters without whitespace")]
+#[error("emoji must be 1..={MAX_EMOJI_CHARS} characters without whitespace or control characters")]
 pub struct InvalidEmoji;
 
 impl Emoji {
     pub fn parse(raw: &str) -> Result<Self, InvalidEmoji> {
         let n = raw.chars().count();
-        if n == 0 || n > MAX_EMOJI_CHARS || raw.chars().any(char::is_whitespace) {
+        if n == 0 || n > MAX_EMOJI_CHARS || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(InvalidEmoji);
         }
         Ok(Self(raw.to_owned()))
@@ -246,5 +268,31 @@ mod tests {
         assert_eq!(Emoji::parse(""), Err(InvalidEmoji));
         assert_eq!(Emoji::parse("a b"), Err(InvalidEmoji));
         assert_eq!(Emoji::parse(&"x".repeat(33)), Err(InvalidEmoji));
+        assert_eq!(Emoji::parse("\0"), Err(InvalidEmoji));
+        assert_eq!(Emoji::parse("a\u{7}"), Err(InvalidEmoji));
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_comment_text_field_and_key() {
+        assert_eq!(
+            ValidComment::parse(raw("a\0b")),
+            Err(InvalidComment::Nul("text"))
+        );
+        for field in ["title", "section", "security"] {
+            let mut c = raw("ok");
+            let v = Some("x\0".to_owned());
+            match field {
+                "title" => c.title = v,
+                "section" => c.section = v,
+                _ => c.security = v,
+            }
+            assert_eq!(ValidComment::parse(c), Err(InvalidComment::Nul(field)));
+        }
+        assert_eq!(
+            IdempotencyKey::from_client(Some("m\0-1")),
+            Err(InvalidComment::ClientMsgId)
+        );
+        // Newlines and tabs stay allowed in comment text.
+        assert!(ValidComment::parse(raw("line one\n\tline two")).is_ok());
     }
 }

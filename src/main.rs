@@ -95,7 +95,7 @@ async fn serve(config: vridge_realtime::Config) -> anyhow::Result<()> {
             .context("seeding the demo")?;
         println!("{}", seeded.describe());
     }
-    tracing::info!(%addr, store = app.state().store.engine(), "serving");
+    tracing::info!(%addr, page = %format_args!("http://{addr}/"), store = app.state().store.engine(), "serving");
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(())
 }

@@ -6,15 +6,16 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// Kinds of client messages counted in `vridge_messages_in_total`.
-pub const IN_KINDS: [&str; 5] = [
+pub const IN_KINDS: [&str; 6] = [
     "comment_add",
     "typing_indicator",
     "reaction_add",
+    "refresh_token",
     "unknown",
     "invalid",
 ];
 /// Kinds of server messages counted in `vridge_messages_out_total`.
-pub const OUT_KINDS: [&str; 10] = [
+pub const OUT_KINDS: [&str; 12] = [
     "initial_state",
     "comment",
     "comment_ack",
@@ -25,6 +26,8 @@ pub const OUT_KINDS: [&str; 10] = [
     "presence",
     "error",
     "resync",
+    "token_expiring",
+    "token_refreshed",
 ];
 
 /// A Prometheus histogram with fixed upper bounds.
@@ -129,7 +132,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn message_in(&self, kind: &str) {
-        let i = IN_KINDS.iter().position(|k| *k == kind).unwrap_or(3);
+        // Anything not listed counts as "unknown" (second to last).
+        let i = IN_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(IN_KINDS.len() - 2);
         self.messages_in[i].fetch_add(1, Relaxed);
     }
 

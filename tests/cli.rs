@@ -54,6 +54,45 @@ async fn demo_seeds_three_roles_whose_urls_connect_and_is_idempotent() {
     assert_eq!(again.project_id, seeded.project_id);
     assert_eq!(again.feedback_ids, seeded.feedback_ids);
     assert!(seeded.describe().contains(&seeded.users[0].url));
+    assert!(seeded.describe().contains(&seeded.page));
+}
+
+#[tokio::test]
+async fn demo_passwords_sign_in_once_printed_and_a_rerun_replaces_them() {
+    let server = TestServer::spawn().await;
+    let first = demo::seed(&server.state, server.addr).await.unwrap();
+    let http = reqwest::Client::new();
+    let login = |email: String, password: String| {
+        let http = http.clone();
+        let url = server.http("/auth/login");
+        async move {
+            http.post(url)
+                .json(&serde_json::json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for user in &first.users {
+        assert!(first.describe().contains(&user.password));
+        assert_eq!(
+            login(user.user.email.clone(), user.password.clone()).await,
+            200
+        );
+    }
+    let again = demo::seed(&server.state, server.addr).await.unwrap();
+    let (old, new) = (&first.users[0], &again.users[0]);
+    assert_ne!(old.password, new.password);
+    assert_eq!(
+        login(old.user.email.clone(), old.password.clone()).await,
+        401
+    );
+    assert_eq!(
+        login(new.user.email.clone(), new.password.clone()).await,
+        200
+    );
 }
 
 #[test]

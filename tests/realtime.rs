@@ -310,14 +310,16 @@ async fn invalid_json_is_reported_and_the_socket_stays_usable() {
     assert_eq!(
         a.expect(is_error).await,
         ServerMessage::Error {
-            message: "Invalid JSON".into()
+            message: "Invalid JSON".into(),
+            client_msg_id: None,
         }
     );
     a.send_json(serde_json::json!({"type": "moonwalk"})).await;
     assert_eq!(
         a.expect(is_error).await,
         ServerMessage::Error {
-            message: "Unknown message type: moonwalk".into()
+            message: "Unknown message type: moonwalk".into(),
+            client_msg_id: None,
         }
     );
     a.send(&comment_add(
@@ -337,6 +339,7 @@ async fn invalid_comments_are_refused_with_the_products_wording() {
     let (mut a, _) = server.join(f.project.id, f.editor.id).await;
     let invalid = ServerMessage::Error {
         message: "Invalid comment data".into(),
+        client_msg_id: None,
     };
     a.send(&comment_add(f.feedback[0], "", None)).await;
     assert_eq!(a.expect(is_error).await, invalid);
@@ -362,6 +365,7 @@ async fn viewers_may_read_but_not_write() {
     let (mut viewer, _) = server.join(f.project.id, f.viewer.id).await;
     let denied = ServerMessage::Error {
         message: "Permission denied".into(),
+        client_msg_id: None,
     };
     viewer
         .send(&comment_add(f.feedback[0], "may I?", None))
@@ -421,7 +425,8 @@ async fn reactions_are_stored_once_and_broadcast() {
     assert_eq!(
         b.expect(is_error).await,
         ServerMessage::Error {
-            message: "Invalid reaction data".into()
+            message: "Invalid reaction data".into(),
+            client_msg_id: None,
         }
     );
 }
@@ -439,7 +444,7 @@ async fn the_eleventh_comment_in_a_minute_is_rate_limited() {
     while acks < 10 || errors.is_empty() {
         match a.next().await {
             ServerMessage::CommentAck(_) => acks += 1,
-            ServerMessage::Error { message } => errors.push(message),
+            ServerMessage::Error { message, .. } => errors.push(message),
             _ => {}
         }
     }
@@ -725,7 +730,8 @@ async fn a_failed_write_is_reported_and_never_acknowledged() {
     assert_eq!(
         failed,
         ServerMessage::Error {
-            message: "Comment could not be stored, please retry".into()
+            message: "Comment could not be stored, please retry".into(),
+            client_msg_id: Some("p1".into()),
         }
     );
     b.expect_none(Duration::from_millis(300), is_comment).await;

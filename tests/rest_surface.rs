@@ -1,6 +1,6 @@
 //! What every REST route shares: the OpenAPI document lists each of them,
 //! CORS follows the allow-list, bodies are size-limited, unknown routes
-//! answer a JSON 404.
+//! answer a JSON 404; the review page at `/` is served with its security headers.
 
 mod common;
 
@@ -190,4 +190,44 @@ async fn a_request_that_outlives_the_timeout_gets_408() {
     );
     let head = String::from_utf8_lossy(&response);
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}
+
+#[tokio::test]
+async fn the_review_page_and_its_assets_are_served_with_a_strict_policy() {
+    let server = TestServer::spawn().await;
+    let http = reqwest::Client::new();
+    for (path, kind) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/assets/page/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/src/session.js", "text/javascript; charset=utf-8"),
+        ("/assets/page/style.css", "text/css; charset=utf-8"),
+    ] {
+        let r = http.get(server.http(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let h = r.headers();
+        assert_eq!(h["content-type"], kind, "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(csp.contains("connect-src 'self' ws: wss:"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-cache", "{path}");
+    }
+    let page = http.get(server.http("/")).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script type="module" src="/assets/page/app.js">"#));
+    assert!(!html.contains("<script>"), "no inline script");
+    let missing = http
+        .get(server.http("/assets/../Cargo.toml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let unknown = http
+        .get(server.http("/assets/page/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }

@@ -326,7 +326,9 @@ async fn an_eviction_on_one_node_closes_the_users_sockets_on_every_node() {
 /// in flight; the node must end up listening whenever it has members.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_respawned_during_its_unsubscribe_still_hears_other_nodes() {
-    let cluster = Cluster::start(2, NO_LIMITS).await;
+    // No leave grace: a held leave would keep the room alive, and the race
+    // under test is its retirement.
+    let cluster = Cluster::start(2, &["--no-rate-limits", "--presence-leave-grace-ms", "0"]).await;
     let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
     let f = n0.fixture().await;
     let (mut a, _) = n0.join(f.project.id, f.editor.id).await;

@@ -5,16 +5,18 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use common::cluster::Cluster;
-use common::services::{CuttableProxy, TestDatabase, TestRedis, free_port, test_database_url};
+use common::cluster::{ChildNode, Cluster};
+use common::services::{CuttableProxy, TestDatabase, TestRedis, test_database_url};
 use common::*;
-use fred::prelude::{Builder, ClientLike, Config as RedisConfig, PubsubInterface, Value};
+use fred::prelude::{
+    Builder, ClientLike, Config as RedisConfig, HashesInterface, KeysInterface, PubsubInterface,
+    SetsInterface, Value,
+};
 use vridge_protocol::{ServerMessage, UserId};
-use vridge_realtime::broker::{Envelope, Payload};
+use vridge_realtime::broker::{Broker, Envelope, Payload};
 
 /// Waits up to `limit` for a message matching `pred` (longer than [`WAIT`]
 /// for things that involve reconnect back-offs and heartbeats).
@@ -190,7 +192,8 @@ async fn postgres_outage_fails_comments_honestly_and_recovers() {
     assert_eq!(
         reply,
         ServerMessage::Error {
-            message: "Comment could not be stored, please retry".into()
+            message: "Comment could not be stored, please retry".into(),
+            client_msg_id: Some("m-1".into()),
         },
         "never a false acknowledgement"
     );
@@ -230,35 +233,13 @@ async fn a_node_that_dies_without_goodbye_leaves_presence_in_time() {
     let f = n0.fixture().await;
     let (mut watcher, _) = n0.join(f.project.id, f.editor.id).await;
 
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vridge-realtime"))
-        .args([
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-            &tmp.path().to_string_lossy(),
-            "--jwt-secret",
-            JWT_SECRET,
-            "--database-url",
-            &cluster.db.url,
-            "--redis-url",
-            &cluster.redis.url(),
-            "--node-ttl-ms",
-            "1500",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a node process");
-    let child_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_ready(child_addr, 200, Duration::from_secs(20)).await;
-
-    let url = format!(
-        "ws://{child_addr}/ws/feedback/{}?token={}",
-        f.project.id,
-        n0.token(f.viewer.id)
-    );
+    let mut child = ChildNode::spawn(
+        &cluster.db,
+        &cluster.redis.url(),
+        &["--node-ttl-ms", "1500"],
+    )
+    .await;
+    let url = child.ws_url(f.project.id, &n0.token(f.viewer.id));
     let mut doomed = Client::connect(&url, vridge_protocol::Encoding::Json).await;
     assert!(matches!(
         doomed.next().await,
@@ -274,8 +255,7 @@ async fn a_node_that_dies_without_goodbye_leaves_presence_in_time() {
         }
     );
 
-    child.kill().unwrap();
-    let _ = child.wait();
+    child.kill();
     let started = std::time::Instant::now();
     let leave = expect_within(&mut watcher, Duration::from_secs(30), |m| {
         matches!(m, ServerMessage::PresenceLeave { .. })
@@ -291,6 +271,161 @@ async fn a_node_that_dies_without_goodbye_leaves_presence_in_time() {
     let (_late, state) = n0.join(f.project.id, f.owner.id).await;
     let online: Vec<UserId> = state.online_users;
     assert!(!online.contains(&f.viewer.id), "{online:?}");
+}
+
+/// Whenever Redis holds presence of a node, the node is in the sweep list
+/// with a live heartbeat key, even right after Redis lost its data: the
+/// first presence write after a `FLUSHALL` registers the node in the same
+/// script. (Before, it waited for the next heartbeat — up to a third of
+/// the node TTL, 5 s by default — and a node dying meanwhile was never
+/// swept.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_lost_its_data_a_presence_write_registers_its_node_in_the_same_step() {
+    let cluster = Cluster::start(1, &[]).await;
+    let n0 = &cluster.nodes[0];
+    let Broker::Redis(redis) = &n0.state.broker else {
+        panic!("a node on Redis")
+    };
+    let node = redis.node().to_string();
+    let f = n0.fixture().await;
+    let admin = Builder::from_config(RedisConfig::from_url(&cluster.redis.url()).unwrap())
+        .build()
+        .unwrap();
+    admin.init().await.unwrap();
+    let _: Value = admin.flushall(false).await.unwrap();
+    let (_user, _) = n0.join(f.project.id, f.editor.id).await;
+
+    let presence = format!("vridge:presence:{}", f.project.id);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let written: bool = admin.hexists(&presence, f.editor.id).await.unwrap();
+        if written {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence never written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let listed: bool = admin.sismember("vridge:nodes", &node).await.unwrap();
+    let alive: bool = admin
+        .exists(format!("vridge:node:{node}:alive"))
+        .await
+        .unwrap();
+    assert!(
+        listed && alive,
+        "presence written for a node the sweep cannot find (listed {listed}, alive {alive})"
+    );
+}
+
+/// How Redis loses its data in [`node_dies_right_after_redis_lost_its_data`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    /// `FLUSHALL`: every key gone, no connection dropped, so no node hears
+    /// of it except through its own keys.
+    Flush,
+    /// The redis-server process killed and started again, empty.
+    Restart,
+}
+
+const TTL_MS: u64 = 1500;
+/// The README's promise for a node that dies without goodbye: gone within
+/// the node TTL plus one heartbeat (a third of the TTL).
+const PROMISE: Duration = Duration::from_millis(TTL_MS + TTL_MS / 3);
+/// Room for two busy shared cores on top of [`PROMISE`]; the assertion is
+/// that the leave comes at all, in the order of the promise, not a benchmark.
+const SLACK: Duration = Duration::from_millis(2500);
+
+/// A node dies within the first moments after Redis came back empty (before
+/// its next heartbeat): the users it held — one connected before the loss
+/// (Redis no longer knows of them at all) and, after a flush, one that
+/// joined after it (written to Redis before the node re-registered, in the
+/// old code a node no sweeper would find) — are still announced as gone to
+/// the surviving node's sockets, and are no longer listed as online.
+async fn node_dies_right_after_redis_lost_its_data(loss: Loss) {
+    let ttl = TTL_MS.to_string();
+    let args = ["--node-ttl-ms", ttl.as_str(), "--no-rate-limits"];
+    let mut cluster = Cluster::start(1, &args).await;
+    let survivor = &cluster.nodes[0];
+    let f = survivor.fixture().await;
+    let (mut watcher, _) = survivor.join(f.project.id, f.editor.id).await;
+
+    let mut doomed_node = ChildNode::spawn(&cluster.db, &cluster.redis.url(), &args).await;
+    let url = doomed_node.ws_url(f.project.id, &survivor.token(f.viewer.id));
+    let mut before = Client::connect(&url, vridge_protocol::Encoding::Json).await;
+    assert!(matches!(
+        before.next().await,
+        ServerMessage::InitialState(_)
+    ));
+    watcher
+        .expect(|m| matches!(m, ServerMessage::PresenceJoin { user_id } if *user_id == f.viewer.id))
+        .await;
+
+    let mut gone = vec![f.viewer.id];
+    let _after = match loss {
+        Loss::Flush => {
+            let admin = Builder::from_config(RedisConfig::from_url(&cluster.redis.url()).unwrap())
+                .build()
+                .unwrap();
+            admin.init().await.unwrap();
+            let _: Value = admin.flushall(false).await.unwrap();
+            let url = doomed_node.ws_url(f.project.id, &survivor.token(f.editor2.id));
+            let mut after = Client::connect(&url, vridge_protocol::Encoding::Json).await;
+            assert!(matches!(after.next().await, ServerMessage::InitialState(_)));
+            watcher
+                .expect(|m| matches!(m, ServerMessage::PresenceJoin { user_id } if *user_id == f.editor2.id))
+                .await;
+            gone.push(f.editor2.id);
+            Some(after)
+        }
+        Loss::Restart => {
+            let port = cluster.redis.port;
+            cluster.redis.stop();
+            cluster.redis = TestRedis::start_on(port).await;
+            None
+        }
+    };
+    doomed_node.kill();
+
+    let mut left = Vec::new();
+    tokio::time::timeout(PROMISE + SLACK, async {
+        while left.len() < gone.len() {
+            match watcher.try_next().await {
+                Some(ServerMessage::PresenceLeave { user_id }) => left.push(user_id),
+                Some(_) => {}
+                None => panic!("the watcher's socket ended"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {left:?} of {gone:?} were announced gone"));
+    left.sort_unstable();
+    gone.sort_unstable();
+    assert_eq!(left, gone);
+
+    let (_late, state) = survivor.join(f.project.id, f.owner.id).await;
+    for user in &gone {
+        assert!(
+            !state.online_users.contains(user),
+            "{:?}",
+            state.online_users
+        );
+    }
+    assert!(
+        state.online_users.contains(&f.editor.id),
+        "the survivor's own user stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_right_after_a_flushall_has_its_users_announced_gone() {
+    node_dies_right_after_redis_lost_its_data(Loss::Flush).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_right_after_redis_restarted_empty_has_its_users_announced_gone() {
+    node_dies_right_after_redis_lost_its_data(Loss::Restart).await;
 }
 
 /// An overflowing receive buffer is a counted loss and a `resync`, never a

@@ -284,6 +284,7 @@ mod real_frames {
                 },
                 ServerMessage::Error {
                     message: "Rate limit exceeded".into(),
+                    client_msg_id: None,
                 },
             ];
             let parts: Vec<Bytes> = events.iter().map(|e| encode(enc, e).unwrap()).collect();

@@ -21,6 +21,11 @@ pub enum ClientMessage {
     ReactionAdd {
         reaction: NewReaction,
     },
+    /// A fresh access token for this socket (answer to `token_expiring`):
+    /// the socket stays open past the old token's expiry.
+    RefreshToken {
+        token: String,
+    },
 }
 
 impl ClientMessage {
@@ -30,6 +35,7 @@ impl ClientMessage {
             ClientMessage::CommentAdd { .. } => "comment_add",
             ClientMessage::TypingIndicator { .. } => "typing_indicator",
             ClientMessage::ReactionAdd { .. } => "reaction_add",
+            ClientMessage::RefreshToken { .. } => "refresh_token",
         }
     }
 }

@@ -3,6 +3,12 @@
 
 /// The server is shutting down (or restarting); reconnect.
 pub const GOING_AWAY: u16 = 1001;
+/// The peer broke the WebSocket framing (RFC 6455 §7.4.1): unmasked or
+/// fragmented control frames, reserved bits or opcodes, a bad continuation,
+/// an oversized control frame or a malformed close payload.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A text message that is not valid UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// A frame or message exceeded the server's size limit.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// The server failed in a way that is not the client's fault.
@@ -28,6 +34,8 @@ pub const TOO_MANY_CONNECTIONS: u16 = 4029;
 pub fn reason(code: u16) -> &'static str {
     match code {
         GOING_AWAY => "Server going away",
+        PROTOCOL_ERROR => "Protocol error",
+        INVALID_PAYLOAD => "Invalid UTF-8",
         MESSAGE_TOO_BIG => "Message too big",
         INTERNAL_ERROR => "Internal error",
         UNAUTHENTICATED => "Authentication failed",

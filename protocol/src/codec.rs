@@ -69,6 +69,8 @@ pub enum DecodeError {
     InvalidTyping,
     #[error("Invalid reaction data")]
     InvalidReaction,
+    #[error("Invalid token")]
+    InvalidToken,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +94,11 @@ struct TypingBody {
 #[derive(Deserialize)]
 struct ReactionBody {
     reaction: NewReaction,
+}
+
+#[derive(Deserialize)]
+struct RefreshTokenBody {
+    token: String,
 }
 
 fn parse<T: DeserializeOwned>(enc: Encoding, frame: &[u8]) -> Option<T> {
@@ -123,9 +130,24 @@ pub fn decode_client(enc: Encoding, frame: &[u8]) -> Result<ClientMessage, Decod
                 reaction: b.reaction,
             })
             .ok_or(DecodeError::InvalidReaction),
+        Some("refresh_token") => parse::<RefreshTokenBody>(enc, frame)
+            .map(|b| ClientMessage::RefreshToken { token: b.token })
+            .ok_or(DecodeError::InvalidToken),
         Some(other) => Err(DecodeError::UnknownType(truncate(other, 64))),
         None => Err(DecodeError::UnknownType("None".to_owned())),
     }
+}
+
+#[derive(Deserialize)]
+struct ClientMsgIdOnly {
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+/// The `client_msg_id` of a frame whose body did not decode, when it has a
+/// readable one, so that the error can name the comment it refuses.
+pub fn client_msg_id_of(enc: Encoding, frame: &[u8]) -> Option<String> {
+    parse::<ClientMsgIdOnly>(enc, frame).and_then(|b| b.client_msg_id)
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

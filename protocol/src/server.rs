@@ -32,8 +32,21 @@ pub enum ServerMessage {
     PresenceJoin { user_id: UserId },
     /// A user's last socket to the project closed.
     PresenceLeave { user_id: UserId },
-    /// Something was refused; the socket stays open.
-    Error { message: String },
+    /// Something was refused; the socket stays open. A refused or unstored
+    /// `comment_add` names the `client_msg_id` it answers, so a client with
+    /// several comments in flight knows which one failed.
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    /// The socket's access token expires at `expires_at` (Unix seconds).
+    /// Send `refresh_token` with a fresh access token before then, or the
+    /// socket is closed with 4002 at expiry.
+    TokenExpiring { expires_at: i64 },
+    /// A `refresh_token` was accepted: the socket now lives until
+    /// `expires_at` (Unix seconds), the new token's expiry.
+    TokenRefreshed { expires_at: i64 },
     /// Events of this project may have been lost on their way to this
     /// server (the cross-node broker lagged or reconnected). The socket stays
     /// open and live events go on; to fill the gap the client reconnects

@@ -8,7 +8,12 @@ use serde_json::Value;
 use vridge_protocol::codec::{decode_client, decode_server};
 use vridge_protocol::{ClientMessage, Encoding, ServerMessage};
 
-const CLIENT_TYPES: &[&str] = &["comment_add", "typing_indicator", "reaction_add"];
+const CLIENT_TYPES: &[&str] = &[
+    "comment_add",
+    "typing_indicator",
+    "reaction_add",
+    "refresh_token",
+];
 const SERVER_TYPES: &[&str] = &[
     "initial_state",
     "comment",
@@ -21,6 +26,8 @@ const SERVER_TYPES: &[&str] = &[
     "presence_leave",
     "error",
     "resync",
+    "token_expiring",
+    "token_refreshed",
     "batch",
 ];
 

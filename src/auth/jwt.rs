@@ -49,6 +49,17 @@ pub enum AuthError {
     WrongKind,
 }
 
+/// What a verified access token grants: its user, until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessGrant {
+    pub user: UserId,
+    /// The token's `exp` (Unix seconds).
+    pub expires_at: u64,
+    /// The last second at which verification still accepts it (`exp` plus
+    /// the clock-skew leeway): a socket opened with it closes then.
+    pub valid_until: u64,
+}
+
 /// Signing and verification keys plus the pinned validation rules.
 #[derive(Clone)]
 pub struct JwtKeys {
@@ -196,8 +207,19 @@ impl JwtKeys {
 
     /// Verifies an access token and returns its user.
     pub fn verify_access(&self, token: &str) -> Result<UserId, AuthError> {
+        self.verify_access_grant(token).map(|g| g.user)
+    }
+
+    /// Verifies an access token and returns its user and expiry, for a
+    /// socket that must not outlive its token.
+    pub fn verify_access_grant(&self, token: &str) -> Result<AccessGrant, AuthError> {
         let claims = self.verify(token, TokenKind::Access)?;
-        claims.sub.parse().map_err(|_| AuthError::Invalid)
+        let user = claims.sub.parse().map_err(|_| AuthError::Invalid)?;
+        Ok(AccessGrant {
+            user,
+            expires_at: claims.exp,
+            valid_until: claims.exp + LEEWAY_SECS,
+        })
     }
 }
 

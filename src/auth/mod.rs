@@ -6,4 +6,4 @@ pub mod keys;
 pub mod password;
 pub mod secret;
 
-pub use jwt::{AuthError, Claims, JwtKeys, TokenKind};
+pub use jwt::{AccessGrant, AuthError, Claims, JwtKeys, TokenKind};

@@ -20,17 +20,32 @@
 //! one sweep interval of the crash.
 //!
 //! The agent mirrors which users this node holds in which project (it sees
-//! every first/last-socket event, in order). When its heartbeat finds its
-//! own key gone — Redis restarted empty, or this node was swept while it
-//! could not reach Redis — it registers those users again, announcing the
-//! ones no other node holds.
+//! every first/last-socket event, in order). When it finds its own
+//! heartbeat key gone — Redis restarted empty, or this node was swept while
+//! it could not reach Redis — it registers those users again, announcing
+//! the ones no other node holds, and keeps retrying until every one is back
+//! (a restore cut short by another outage is not forgotten). Every presence
+//! write registers the node in the same script (see [`scripts`]), and a
+//! reconnect of either Redis connection triggers a heartbeat at once, so
+//! there is no moment in which this node holds presence no sweeper can find.
+//!
+//! What Redis forgot, the sweepers cannot sweep: a node that died after
+//! Redis came back empty but before it registered again leaves no trace,
+//! yet other nodes' members were told its users joined. So after each loss
+//! it notices, the agent waits one node TTL — every live node has
+//! heartbeat and restored by then, the same rule the sweep applies — and
+//! reconciles: users this node's members were told are online (see
+//! [`Inner::note_presence`]) whom no node counts any more are announced
+//! gone to this node's members.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::{Instant, sleep_until};
+
 use fred::prelude::{
-    ClientLike, Expiration, KeysInterface, LuaInterface, PubsubInterface, SetsInterface,
+    ClientLike, HashesInterface, KeysInterface, LuaInterface, PubsubInterface, SetsInterface,
 };
 use tokio::sync::{mpsc, oneshot};
 use vridge_protocol::{ProjectId, ServerMessage, UserId};
@@ -59,8 +74,12 @@ pub enum AgentCmd {
         project: ProjectId,
         reply: oneshot::Sender<()>,
     },
-    /// The subscriber reconnected: resubscribe, then tell rooms to resync.
+    /// The subscriber reconnected: resubscribe, heartbeat, then tell rooms
+    /// to resync.
     Reconnected,
+    /// The command connection reconnected: heartbeat (and restore) now,
+    /// not at the next tick.
+    Beat,
     /// Leave the cluster: drop this node's presence, then reply and end.
     Stop { reply: oneshot::Sender<()> },
 }
@@ -69,8 +88,15 @@ pub(super) struct NodeAgent {
     inner: Arc<Inner>,
     /// Projects this node wants to hear about; lives as long as the agent.
     listening: HashSet<ProjectId>,
-    /// Users with a socket on this node, per project, as rooms reported them.
+    /// Users with a socket on this node, per project, as rooms reported them
+    /// (a user whose leave a room holds back is still here).
     local: HashMap<ProjectId, HashSet<UserId>>,
+    /// Redis may not count every user in `local` for this node: set when
+    /// the heartbeat key was found gone, cleared once a restore completed.
+    restore_pending: bool,
+    /// When to reconcile this node's members' view of presence with Redis
+    /// after a loss of Redis data; `None`: no loss pending.
+    reconcile_at: Option<Instant>,
 }
 
 impl NodeAgent {
@@ -79,6 +105,8 @@ impl NodeAgent {
             inner,
             listening: HashSet::new(),
             local: HashMap::new(),
+            restore_pending: false,
+            reconcile_at: None,
         }
     }
 
@@ -91,6 +119,7 @@ impl NodeAgent {
         let mut heartbeat = tokio::time::interval(beat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let reconcile_at = self.reconcile_at;
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(AgentCmd::Listen { project, reply }) => {
@@ -98,6 +127,7 @@ impl NodeAgent {
                         let _ = reply.send(());
                     }
                     Some(AgentCmd::Reconnected) => self.reconnected().await,
+                    Some(AgentCmd::Beat) => self.heartbeat().await,
                     Some(AgentCmd::Stop { reply }) => {
                         self.leave_cluster().await;
                         let _ = reply.send(());
@@ -110,10 +140,21 @@ impl NodeAgent {
                     None => return,
                 },
                 _ = heartbeat.tick() => {
-                    if self.beat().await == Beat::Lapsed {
-                        self.restore_presence().await;
-                    }
+                    self.heartbeat().await;
                     self.sweep().await;
+                }
+                () = sleep_until(reconcile_at.unwrap_or_else(Instant::now)), if reconcile_at.is_some() => {
+                    // A joiner's online list may name a local user whose
+                    // first-socket report is still queued: take those in
+                    // first, so `local` knows them.
+                    while let Ok(event) = room_events.try_recv() {
+                        self.on_room_event(event).await;
+                    }
+                    self.reconcile_at = if self.reconcile().await {
+                        None
+                    } else {
+                        Some(Instant::now() + beat)
+                    };
                 }
             }
         }
@@ -136,6 +177,7 @@ impl NodeAgent {
         if self.inner.registry.has_room(project) || !self.listening.remove(&project) {
             return;
         }
+        self.inner.forget_presence(project);
         if let Err(e) = self.inner.subscriber.unsubscribe(channel(project)).await {
             tracing::debug!(error = %e, project, "unsubscribing failed");
         }
@@ -148,9 +190,7 @@ impl NodeAgent {
         {
             tracing::warn!(error = %e, "resubscribing after a reconnect failed");
         }
-        if self.beat().await == Beat::Lapsed {
-            self.restore_presence().await;
-        }
+        self.heartbeat().await;
         self.inner
             .resync_all("the connection between servers was interrupted")
             .await;
@@ -161,37 +201,48 @@ impl NodeAgent {
             RoomEvent::Retired(project) => self.retired(project).await,
             RoomEvent::UserOnline { project, user } => {
                 self.local.entry(project).or_default().insert(user);
-                match self.presence(scripts::ONLINE, project, user).await {
-                    Ok(1) | Err(_) => {
+                match self.register(scripts::ONLINE, project, user).await {
+                    Ok((nodes, lapsed)) => {
+                        if nodes == 1 {
+                            self.inner
+                                .publish(project, ServerMessage::PresenceJoin { user_id: user })
+                                .await;
+                        }
+                        if lapsed {
+                            // Redis lost this node's keys: put the others
+                            // back now rather than at the next tick.
+                            self.lost_state();
+                            self.heartbeat().await;
+                        }
+                    }
+                    Err(_) => {
+                        // Counted by the next restore; announced now, as
+                        // this node sees it.
+                        self.restore_pending = true;
                         self.inner
                             .publish(project, ServerMessage::PresenceJoin { user_id: user })
                             .await;
                     }
-                    Ok(_) => {}
                 }
             }
-            RoomEvent::UserOffline {
-                project,
-                user,
-                was_typing,
-            } => {
-                if was_typing {
-                    // This node's members were told already.
-                    self.inner.send_remote(
-                        project,
-                        ServerMessage::Typing {
-                            user_id: user,
-                            is_typing: false,
-                        },
-                    );
-                }
+            RoomEvent::TypingStopped { project, user } => {
+                // This node's members were told already.
+                self.inner.send_remote(
+                    project,
+                    ServerMessage::Typing {
+                        user_id: user,
+                        is_typing: false,
+                    },
+                );
+            }
+            RoomEvent::UserOffline { project, user } => {
                 if let Some(users) = self.local.get_mut(&project) {
                     users.remove(&user);
                     if users.is_empty() {
                         self.local.remove(&project);
                     }
                 }
-                match self.presence(scripts::OFFLINE, project, user).await {
+                match self.offline(project, user).await {
                     Ok(0) | Err(_) => {
                         self.inner
                             .publish(project, ServerMessage::PresenceLeave { user_id: user })
@@ -203,14 +254,57 @@ impl NodeAgent {
         }
     }
 
-    /// Runs a presence script; errors are logged (the caller falls back to
-    /// announcing what this node saw).
-    async fn presence(
+    /// Runs [`scripts::ONLINE`] or [`scripts::RESTORE`] for a user of this
+    /// node: the nodes counting the user afterwards (-1: already counted),
+    /// and whether this node's heartbeat key had been gone. Errors are
+    /// logged (the caller falls back to what this node saw).
+    async fn register(
         &self,
         script: &'static str,
         project: ProjectId,
         user: UserId,
-    ) -> Result<i64, BrokerError> {
+    ) -> Result<(i64, bool), BrokerError> {
+        if !self.inner.connected() {
+            return Err(BrokerError::Disconnected);
+        }
+        let result: Result<Vec<i64>, BrokerError> = self
+            .inner
+            .client
+            .eval(
+                script,
+                vec![
+                    scripts::presence_key(project),
+                    scripts::node_presence_key(self.inner.node),
+                    scripts::alive_key(self.inner.node),
+                    scripts::NODES.to_owned(),
+                ],
+                vec![
+                    scripts::presence_field(project, user),
+                    user.to_string(),
+                    self.inner.node.to_string(),
+                    self.ttl_ms().to_string(),
+                ],
+            )
+            .await
+            .map_err(BrokerError::from);
+        match result {
+            Ok(reply) => match reply[..] {
+                [nodes, lapsed] => Ok((nodes, lapsed == 1)),
+                _ => {
+                    let e = BrokerError::Reply(format!("{reply:?}"));
+                    tracing::warn!(error = %e, project, user, "presence update failed");
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, project, user, "presence update failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs [`scripts::OFFLINE`]: the nodes still counting the user.
+    async fn offline(&self, project: ProjectId, user: UserId) -> Result<i64, BrokerError> {
         if !self.inner.connected() {
             return Err(BrokerError::Disconnected);
         }
@@ -218,7 +312,7 @@ impl NodeAgent {
             .inner
             .client
             .eval(
-                script,
+                scripts::OFFLINE,
                 vec![
                     scripts::presence_key(project),
                     scripts::node_presence_key(self.inner.node),
@@ -233,33 +327,51 @@ impl NodeAgent {
         result
     }
 
-    /// Refreshes this node's heartbeat and registers it for sweeping; tells
-    /// whether the previous heartbeat had lapsed (or this is the first).
+    fn ttl_ms(&self) -> i64 {
+        self.inner.node_ttl.as_millis().clamp(1, i64::MAX as u128) as i64
+    }
+
+    /// Redis lost what this node had written (or never had it): restore it,
+    /// and reconcile this node's members' view once every live node has had
+    /// a node TTL to restore theirs.
+    fn lost_state(&mut self) {
+        self.restore_pending = true;
+        self.reconcile_at = Some(Instant::now() + self.inner.node_ttl);
+    }
+
+    /// A heartbeat, then a restore if one is owed.
+    async fn heartbeat(&mut self) {
+        if self.beat().await == Beat::Lapsed {
+            self.lost_state();
+        }
+        if self.restore_pending {
+            self.restore_pending = !self.restore_presence().await;
+        }
+    }
+
+    /// Refreshes this node's heartbeat and registers it for sweeping (one
+    /// script); tells whether the previous heartbeat had lapsed (or this is
+    /// the first).
     async fn beat(&self) -> Beat {
         if !self.inner.connected() {
             return Beat::Failed;
         }
-        let ttl_ms = self.inner.node_ttl.as_millis().max(1) as i64;
-        let previous: Result<Option<String>, _> = self
+        let alive: Result<i64, _> = self
             .inner
             .client
-            .set(
-                scripts::alive_key(self.inner.node),
-                "1",
-                Some(Expiration::PX(ttl_ms)),
-                None,
-                true,
+            .eval(
+                scripts::BEAT,
+                vec![
+                    scripts::alive_key(self.inner.node),
+                    scripts::NODES.to_owned(),
+                ],
+                vec![self.inner.node.to_string(), self.ttl_ms().to_string()],
             )
             .await;
-        let registered: Result<(), _> = self
-            .inner
-            .client
-            .sadd(scripts::NODES, self.inner.node.to_string())
-            .await;
-        match (previous, registered) {
-            (Ok(Some(_)), Ok(())) => Beat::Fresh,
-            (Ok(None), Ok(())) => Beat::Lapsed,
-            (Err(e), _) | (_, Err(e)) => {
+        match alive {
+            Ok(1) => Beat::Fresh,
+            Ok(_) => Beat::Lapsed,
+            Err(e) => {
                 tracing::warn!(error = %e, "heartbeat failed");
                 Beat::Failed
             }
@@ -267,20 +379,80 @@ impl NodeAgent {
     }
 
     /// Registers again every user this node holds that Redis does not count
-    /// for it, announcing those no other node holds.
-    async fn restore_presence(&self) {
+    /// for it, announcing those no other node holds. True when every user
+    /// was answered for.
+    async fn restore_presence(&mut self) -> bool {
         let held: Vec<(ProjectId, UserId)> = self
             .local
             .iter()
             .flat_map(|(p, users)| users.iter().map(move |u| (*p, *u)))
             .collect();
+        let mut complete = true;
         for (project, user) in held {
-            if let Ok(1) = self.presence(scripts::RESTORE, project, user).await {
+            match self.register(scripts::RESTORE, project, user).await {
+                Ok((nodes, lapsed)) => {
+                    if lapsed {
+                        // Lost again since the heartbeat: go round once more.
+                        self.lost_state();
+                        complete = false;
+                    }
+                    if nodes == 1 {
+                        self.inner
+                            .publish(project, ServerMessage::PresenceJoin { user_id: user })
+                            .await;
+                    }
+                }
+                Err(_) => complete = false,
+            }
+        }
+        complete
+    }
+
+    /// After a loss of Redis data: users this node's members were told are
+    /// online, whom neither Redis nor this node counts any more, are
+    /// announced gone to this node's members (their node died before it
+    /// could register them again). False when Redis could not answer.
+    async fn reconcile(&mut self) -> bool {
+        if !self.inner.connected() {
+            return false;
+        }
+        let projects: Vec<ProjectId> = self.listening.iter().copied().collect();
+        for project in projects {
+            let online: Vec<String> = match self
+                .inner
+                .client
+                .hkeys(scripts::presence_key(project))
+                .await
+            {
+                Ok(users) => users,
+                Err(e) => {
+                    tracing::warn!(error = %e, project, "reading presence to reconcile failed");
+                    return false;
+                }
+            };
+            let online: HashSet<UserId> = online.iter().filter_map(|u| u.parse().ok()).collect();
+            let here = self.local.get(&project);
+            let stale = self.inner.take_stale_presence(project, |user| {
+                online.contains(&user) || here.is_some_and(|h| h.contains(&user))
+            });
+            if !stale.is_empty() {
+                tracing::info!(
+                    project,
+                    users = stale.len(),
+                    "announcing users Redis forgot as gone"
+                );
+            }
+            for user in stale {
                 self.inner
-                    .publish(project, ServerMessage::PresenceJoin { user_id: user })
+                    .registry
+                    .deliver(
+                        project,
+                        Arc::new(ServerMessage::PresenceLeave { user_id: user }),
+                    )
                     .await;
             }
         }
+        true
     }
 
     /// Drops the presence of every node whose heartbeat lapsed.

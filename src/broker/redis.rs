@@ -15,10 +15,17 @@
 //!   `manage_subscriptions()` resubscribes its tracked channels; the node
 //!   agent ([`super::node`]) also resubscribes the projects it wants, because
 //!   fred tracks only subscriptions that succeeded.
+//! - Either connection reconnecting makes the node agent heartbeat at once,
+//!   so a node is registered again as soon as Redis is back.
+//! - Each node remembers which users its members were told are online
+//!   (presence events it delivered, and the lists joiners got), so that
+//!   after Redis lost its data it can announce the users no node
+//!   registered again (see [`super::node`]).
 //! - While Redis is down, local rooms keep working: publishing still
 //!   delivers locally, socket limits fall back to this node's count, and
 //!   presence falls back to this node's view.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -67,6 +74,8 @@ pub enum BrokerError {
     Redis(#[from] fred::error::Error),
     #[error("redis is not connected")]
     Disconnected,
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
 }
 
 /// Handle to the Redis broker. Cheap to clone.
@@ -103,6 +112,11 @@ pub(super) struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// fred's resubscribing task; it runs until aborted at shutdown.
     resubscriber: Mutex<Option<JoinHandle<()>>>,
+    /// Per project with a room here: the users this node's members were
+    /// told are online (by `presence_join`, or in `initial_state`), less
+    /// those since announced gone. Dropped when the project stops being
+    /// listened to; a std mutex, never held across an `.await`.
+    presence_seen: std::sync::Mutex<HashMap<ProjectId, HashSet<UserId>>>,
 }
 
 impl RedisBroker {
@@ -147,11 +161,13 @@ impl RedisBroker {
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
             resubscriber: Mutex::new(Some(resubscriber)),
+            presence_seen: std::sync::Mutex::new(HashMap::new()),
         });
         let receiver = tokio::spawn(receive(
             inner.clone(),
             inner.subscriber.message_rx(),
             inner.subscriber.reconnect_rx(),
+            inner.client.reconnect_rx(),
         ));
         let publisher = tokio::spawn(publish_queued(inner.clone(), outgoing_rx));
         let agent = tokio::spawn(NodeAgent::new(inner.clone()).run(agent_rx, room_events));
@@ -237,6 +253,7 @@ impl RedisBroker {
         }
         users.sort_unstable();
         users.dedup();
+        self.inner.note_online(project, &users);
         users
     }
 
@@ -310,6 +327,7 @@ impl Inner {
 
     /// Delivers to this node's members now, then to every other node.
     pub(super) async fn publish(&self, project: ProjectId, msg: ServerMessage) {
+        self.note_presence(project, &msg);
         let envelope = Envelope {
             origin: self.node,
             project,
@@ -346,6 +364,69 @@ impl Inner {
         }
     }
 
+    fn presence_seen(&self) -> std::sync::MutexGuard<'_, HashMap<ProjectId, HashSet<UserId>>> {
+        // The map stays consistent even if a holder panicked.
+        self.presence_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers what a presence event delivered to this node's members of
+    /// `project` tells them (other events are ignored).
+    pub(super) fn note_presence(&self, project: ProjectId, msg: &ServerMessage) {
+        match msg {
+            ServerMessage::PresenceJoin { user_id } if self.registry.has_room(project) => {
+                self.presence_seen()
+                    .entry(project)
+                    .or_default()
+                    .insert(*user_id);
+            }
+            ServerMessage::PresenceLeave { user_id } => {
+                if let Some(users) = self.presence_seen().get_mut(&project) {
+                    users.remove(user_id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Remembers the users a joiner of `project` was told are online.
+    fn note_online(&self, project: ProjectId, users: &[UserId]) {
+        if self.registry.has_room(project) {
+            self.presence_seen()
+                .entry(project)
+                .or_default()
+                .extend(users.iter().copied());
+        }
+    }
+
+    /// Forgets, and returns, the users of `project` this node's members
+    /// were told are online for whom `still_online` is false.
+    pub(super) fn take_stale_presence(
+        &self,
+        project: ProjectId,
+        still_online: impl Fn(UserId) -> bool,
+    ) -> Vec<UserId> {
+        let mut seen = self.presence_seen();
+        let Some(users) = seen.get_mut(&project) else {
+            return Vec::new();
+        };
+        let stale: Vec<UserId> = users
+            .iter()
+            .copied()
+            .filter(|u| !still_online(*u))
+            .collect();
+        for user in &stale {
+            users.remove(user);
+        }
+        stale
+    }
+
+    /// The project has no room here any more: nobody to remember for.
+    pub(super) fn forget_presence(&self, project: ProjectId) {
+        self.presence_seen().remove(&project);
+    }
+
     /// Tells every room on this node that events may have been lost.
     pub(super) async fn resync_all(&self, reason: &str) {
         for project in self.registry.active_projects() {
@@ -362,10 +443,17 @@ async fn receive(
     inner: Arc<Inner>,
     mut messages: broadcast::Receiver<fred::types::Message>,
     mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+    mut client_reconnects: broadcast::Receiver<fred::types::config::Server>,
 ) {
     loop {
         tokio::select! {
             () = inner.stop.cancelled() => return,
+            reconnect = client_reconnects.recv() => match reconnect {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = inner.agent.try_send(AgentCmd::Beat);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
             reconnect = reconnects.recv() => match reconnect {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     tracing::warn!("redis subscriber reconnected");
@@ -402,6 +490,7 @@ async fn on_message(inner: &Inner, message: fred::types::Message) {
     }
     match envelope.payload {
         Payload::Event { message } => {
+            inner.note_presence(envelope.project, &message);
             inner
                 .registry
                 .deliver(envelope.project, Arc::new(message))

@@ -3,6 +3,15 @@
 //! server, so two nodes changing the same user at once cannot both decide
 //! "first socket" or both miss "last socket".
 //!
+//! One invariant makes every crash sweepable: a node's presence hash is only
+//! ever written by a script that, in the same step, puts the node in `nodes`
+//! and gives it a live heartbeat key if it had none ([`ONLINE`],
+//! [`RESTORE`]); `nodes` loses a node only together with its presence
+//! ([`SWEEP`]). So whenever Redis holds presence of a node, the sweepers
+//! know the node, and its presence goes once its heartbeat lapses — even
+//! for a node that wrote presence right after Redis came back empty and
+//! died before its next heartbeat.
+//!
 //! Layout (all under `vridge:`):
 //! - `node:{node}:alive` — a string with a TTL, refreshed by the node's
 //!   heartbeat; its absence means the node is gone.
@@ -40,29 +49,54 @@ pub fn sockets_key(user: UserId) -> String {
     format!("vridge:sockets:{user}")
 }
 
-/// KEYS: presence:{p}, node:{n}:presence. ARGV: "{p}:{u}", u.
-/// Returns the number of nodes where the user is now online (1 = first).
+/// Refreshes a node's heartbeat and (re-)registers it for sweeping, in one
+/// step. KEYS: node:{n}:alive, nodes. ARGV: node id, TTL in ms. Returns 1
+/// when the previous heartbeat was still alive, 0 when it was gone (first
+/// beat, Redis lost its data, or the node was swept).
+pub const BEAT: &str = r#"
+local previous = redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'GET')
+redis.call('SADD', KEYS[2], ARGV[1])
+if previous then return 1 end
+return 0
+"#;
+
+/// KEYS: presence:{p}, node:{n}:presence, node:{n}:alive, nodes.
+/// ARGV: "{p}:{u}", u, node id, TTL in ms. Registers the node (see the
+/// module docs), then counts the user. Returns `{nodes, lapsed}`: the number
+/// of nodes where the user is now online (1 = first), and 1 when the node's
+/// heartbeat key was gone (this script started it: the node must restore
+/// the rest of its presence).
 pub const ONLINE: &str = r#"
+local lapsed = 0
+if redis.call('SET', KEYS[3], '1', 'PX', ARGV[4], 'NX') then lapsed = 1 end
+redis.call('SADD', KEYS[4], ARGV[3])
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-return redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+return {redis.call('HINCRBY', KEYS[1], ARGV[2], 1), lapsed}
 "#;
 
 /// Re-registers a user this node holds, unless already counted (after Redis
 /// lost its data, or swept this node while it could not heartbeat).
-/// KEYS/ARGV as [`ONLINE`]. Returns -1 when already counted, else as ONLINE.
+/// KEYS/ARGV as [`ONLINE`]. Returns `{-1, lapsed}` when already counted,
+/// else as ONLINE.
 pub const RESTORE: &str = r#"
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
+local lapsed = 0
+if redis.call('SET', KEYS[3], '1', 'PX', ARGV[4], 'NX') then lapsed = 1 end
+redis.call('SADD', KEYS[4], ARGV[3])
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {-1, lapsed} end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-return redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+return {redis.call('HINCRBY', KEYS[1], ARGV[2], 1), lapsed}
 "#;
 
 /// KEYS: presence:{p}, node:{n}:presence. ARGV: "{p}:{u}", u.
-/// Returns the nodes where the user is still online (0 = last socket gone),
-/// or -1 when this node had not counted the user (nothing changes).
+/// Returns the nodes where the user is still online (0 = last socket gone).
+/// When this node had not counted the user (Redis lost it before the node
+/// restored it, or counting failed), nothing changes and the answer is the
+/// nodes that do count them: 0 still means nobody else holds them, and the
+/// leave the other nodes' members are owed goes out.
 pub const OFFLINE: &str = r#"
 local n = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
 if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-if n < 0 then return -1 end
+if n < 0 then return tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0') end
 local g = redis.call('HINCRBY', KEYS[1], ARGV[2], -1)
 if g <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[2])

@@ -183,6 +183,7 @@ impl From<PersistError> for ApiError {
         match e {
             PersistError::Stopped => ApiError::Unavailable("the server is shutting down"),
             PersistError::Store => ApiError::Unavailable(crate::store::persister::STORE_FAILED),
+            PersistError::Rejected => ApiError::Invalid("the comment's data was refused".into()),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The HTTP surface: health, metrics, the WebSocket endpoint and the REST
-//! API. Each resource module exposes its own router and they are merged
+//! The HTTP surface: health, metrics, the WebSocket endpoint, the review
+//! page (`/` and `/assets/…`, see [`page`]) and the REST API. Each resource
+//! module exposes its own router and they are merged
 //! here; the REST routes share CORS, a body-size limit, a request timeout,
 //! gzip for responses over 1 KiB, and JSON errors ([`error::ApiError`]).
 //! Every route closes a connection whose request body it left unread
@@ -19,6 +20,7 @@ mod login_limit;
 mod me;
 mod members;
 pub mod openapi;
+mod page;
 mod per_ip;
 mod projects;
 pub mod serve;
@@ -58,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::ws::router())
+        .merge(page::router())
         .merge(rest(&state.config, limits))
         .fallback(|| async { ApiError::NotFound("no such route") })
         .layer(middleware::from_fn(early_close::close_if_body_unread))

@@ -3,8 +3,13 @@
 //! Comments go out in the project's commit order ([`CommentChain`]); when
 //! one is missing for longer than [`GAP_WAIT`], the room reads it from the
 //! store in a task of its own, never blocking on the store itself.
+//!
+//! Presence leaves are held for the configured grace (see [`super`]): a
+//! browser reconnecting (a reload, a network blip, a slow consumer dropped)
+//! would otherwise send every member a leave and a join each time. Typing is
+//! not held: a typist's last socket closing stops their indicator at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -29,6 +34,15 @@ pub(super) const GAP_WAIT: Duration = Duration::from_millis(300);
 /// Comments one store read fetches to close a gap.
 const FILL_LIMIT: u32 = 1024;
 
+/// Why a socket left the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// It closed (or was dropped): the user may well come back.
+    Closed,
+    /// Its user was removed from the project: announce the leave at once.
+    Evicted,
+}
+
 struct Member {
     user: UserId,
     outbox: Outbox,
@@ -43,6 +57,15 @@ pub(super) struct Room {
     members: HashMap<ConnId, Member>,
     /// Sockets per user, for presence; a user is online while their count is > 0.
     sockets_per_user: BTreeMap<UserId, usize>,
+    /// Users whose last socket closed, with when their `presence_leave` goes
+    /// out unless a socket of theirs joins first. Until then they count as
+    /// online (`Joined::online_users`, and in the cluster's counts).
+    leaving: HashMap<UserId, Instant>,
+    /// The same deadlines in the order they fall due (every leave is held
+    /// for the same grace, so that is the order they were added), so the
+    /// room finds the next one without a scan. Entries whose user came back
+    /// (no longer in `leaving` with that deadline) are skipped when due.
+    leave_queue: VecDeque<(Instant, UserId)>,
     /// When each typing user's indicator lapses unless refreshed.
     typing: HashMap<UserId, Instant>,
     /// The order comments go out in, and those held back.
@@ -70,6 +93,8 @@ impl Room {
             registry,
             members: HashMap::new(),
             sockets_per_user: BTreeMap::new(),
+            leaving: HashMap::new(),
+            leave_queue: VecDeque::new(),
             typing: HashMap::new(),
             chain: CommentChain::unstarted(),
             gap_deadline: None,
@@ -85,31 +110,31 @@ impl Room {
         loop {
             let next_lapse = self.typing.values().min().copied();
             let gap_deadline = self.gap_deadline;
-            let cmd = tokio::select! {
-                cmd = rx.recv() => cmd,
+            let next_leave = self.leave_queue.front().map(|(at, _)| *at);
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
                 () = sleep_until(next_lapse.unwrap_or_else(Instant::now)), if next_lapse.is_some() => {
                     self.expire_typing();
-                    continue;
                 }
                 () = sleep_until(gap_deadline.unwrap_or_else(Instant::now)), if gap_deadline.is_some() => {
                     self.gap_deadline = None;
                     self.start_fill();
-                    continue;
                 }
-            };
-            let Some(cmd) = cmd else { break };
-            let may_empty = matches!(
-                cmd,
-                RoomCmd::Leave { .. }
-                    | RoomCmd::Evict { .. }
-                    | RoomCmd::Publish(_)
-                    | RoomCmd::Fill(_)
-            );
-            self.handle(cmd);
-            if may_empty && self.members.is_empty() {
+                () = sleep_until(next_leave.unwrap_or_else(Instant::now)), if next_leave.is_some() => {
+                    self.announce_leaves(Some(Instant::now()));
+                }
+            }
+            // A room of held leaves only stays until they are announced.
+            if self.members.is_empty() && self.leaving.is_empty() {
                 break;
             }
         }
+        // Only reached with leaves held when the queue closed: never leave
+        // a user online.
+        self.announce_leaves(None);
         self.retire(rx).await;
         metrics.rooms_active.fetch_sub(1, Relaxed);
     }
@@ -257,23 +282,31 @@ impl Room {
                 outbox,
                 reply,
             } => {
-                let first = self.add(conn, user, outbox);
-                let joined = Joined {
-                    online_users: self.sockets_per_user.keys().copied().collect(),
-                };
-                if reply.send(joined).is_err() {
-                    // The joiner gave up (its socket closed); undo.
-                    self.remove_and_announce(conn);
+                let mut online_users: Vec<UserId> = self
+                    .sockets_per_user
+                    .keys()
+                    .chain(self.leaving.keys())
+                    .copied()
+                    .chain(std::iter::once(user))
+                    .collect();
+                online_users.sort_unstable();
+                online_users.dedup();
+                if reply.send(Joined { online_users }).is_err() {
+                    // The joiner gave up (its socket closed) before it
+                    // joined: nothing changed.
                     return;
                 }
-                if first {
+                // Back within the grace: nobody was told they left, so
+                // nobody is told they joined.
+                let returning = self.leaving.remove(&user).is_some();
+                if self.add(conn, user, outbox) && !returning {
                     self.announce_online(user);
                 }
                 if !self.typing.is_empty() {
                     self.replay_typing(conn);
                 }
             }
-            RoomCmd::Leave { conn } => self.remove_and_announce(conn),
+            RoomCmd::Leave { conn } => self.remove(conn, Departure::Closed),
             RoomCmd::Publish(msg) => {
                 let except = match &*msg {
                     ServerMessage::Typing { user_id, is_typing } => {
@@ -308,7 +341,12 @@ impl Room {
                     if let Some(m) = self.members.get(&conn) {
                         m.outbox.close(code);
                     }
-                    self.remove_and_announce(conn);
+                    self.remove(conn, Departure::Evicted);
+                }
+                // Evicted during their grace: they cannot come back.
+                if self.leaving.remove(&user).is_some() {
+                    let dropped = self.announce_offline(user);
+                    self.remove_all(dropped);
                 }
             }
             RoomCmd::Fill(read) => self.fill(read),
@@ -342,47 +380,87 @@ impl Room {
         }
     }
 
-    /// Removes a connection; when it was its user's last, the user's typing
-    /// indicator stops and everyone left is told the user went offline. Members
-    /// dropped while announcing that are removed the same way.
-    fn remove_and_announce(&mut self, conn: ConnId) {
-        let mut pending = vec![conn];
-        while let Some(conn) = pending.pop() {
+    /// Removes a connection. When it was its user's last, their typing
+    /// indicator stops at once (here and, through the broker, everywhere)
+    /// and their leave is held for the grace — or announced at once for an
+    /// eviction, or with no grace. Members dropped while announcing are
+    /// removed the same way (as closed sockets: they may reconnect).
+    fn remove(&mut self, conn: ConnId, departure: Departure) {
+        let grace = self.registry.settings().presence_leave_grace;
+        let mut pending = vec![(conn, departure)];
+        while let Some((conn, departure)) = pending.pop() {
             let Some(member) = self.members.remove(&conn) else {
                 continue;
             };
-            let Some(count) = self.sockets_per_user.get_mut(&member.user) else {
+            let user = member.user;
+            let Some(count) = self.sockets_per_user.get_mut(&user) else {
                 continue;
             };
             *count -= 1;
             if *count > 0 {
                 continue;
             }
-            self.sockets_per_user.remove(&member.user);
-            let was_typing = self.typing.remove(&member.user).is_some();
-            if was_typing {
+            self.sockets_per_user.remove(&user);
+            let mut dropped = Vec::new();
+            if self.typing.remove(&user).is_some() {
                 let stop = ServerMessage::Typing {
-                    user_id: member.user,
+                    user_id: user,
                     is_typing: false,
                 };
-                pending.extend(self.fan_out(&stop, Some(member.user)));
-            }
-            if self.registry.has_hooks() {
-                // The broker decides whether this was the user's last socket
-                // on any node, and tells every node's members.
-                self.registry.report(RoomEvent::UserOffline {
+                dropped.extend(self.fan_out(&stop, Some(user)));
+                self.registry.report(RoomEvent::TypingStopped {
                     project: self.project,
-                    user: member.user,
-                    was_typing,
+                    user,
                 });
-            } else {
-                pending.extend(self.fan_out(
-                    &ServerMessage::PresenceLeave {
-                        user_id: member.user,
-                    },
-                    None,
-                ));
             }
+            if departure == Departure::Evicted || grace.is_zero() {
+                dropped.extend(self.announce_offline(user));
+            } else {
+                let at = Instant::now() + grace;
+                self.leaving.insert(user, at);
+                self.leave_queue.push_back((at, user));
+            }
+            pending.extend(dropped.into_iter().map(|c| (c, Departure::Closed)));
+        }
+    }
+
+    fn remove_all(&mut self, conns: Vec<ConnId>) {
+        for conn in conns {
+            self.remove(conn, Departure::Closed);
+        }
+    }
+
+    /// Announces the held leaves due by `due` (all of them: `None`).
+    fn announce_leaves(&mut self, due: Option<Instant>) {
+        let mut users = Vec::new();
+        while let Some(&(at, user)) = self.leave_queue.front() {
+            if due.is_some_and(|due| at > due) {
+                break;
+            }
+            self.leave_queue.pop_front();
+            if self.leaving.get(&user) == Some(&at) {
+                users.push(user);
+            }
+        }
+        for user in users {
+            self.leaving.remove(&user);
+            let dropped = self.announce_offline(user);
+            self.remove_all(dropped);
+        }
+    }
+
+    /// A user is gone from this node's room: tell its members (one node),
+    /// or the broker, which announces it only when they are gone from every
+    /// node. Returns the members that could not take the announcement.
+    fn announce_offline(&mut self, user: UserId) -> Vec<ConnId> {
+        if self.registry.has_hooks() {
+            self.registry.report(RoomEvent::UserOffline {
+                project: self.project,
+                user,
+            });
+            Vec::new()
+        } else {
+            self.fan_out(&ServerMessage::PresenceLeave { user_id: user }, None)
         }
     }
 
@@ -423,9 +501,7 @@ impl Room {
     /// the members whose queues were full.
     fn broadcast(&mut self, msg: &ServerMessage, except: Option<UserId>) {
         let dropped = self.fan_out(msg, except);
-        for conn in dropped {
-            self.remove_and_announce(conn);
-        }
+        self.remove_all(dropped);
     }
 
     /// Queues `msg` to members; returns the connections that could not take it.
@@ -481,6 +557,8 @@ pub(crate) fn out_kind(msg: &ServerMessage) -> &'static str {
         ServerMessage::PresenceJoin { .. } | ServerMessage::PresenceLeave { .. } => "presence",
         ServerMessage::Error { .. } => "error",
         ServerMessage::Resync { .. } => "resync",
+        ServerMessage::TokenExpiring { .. } => "token_expiring",
+        ServerMessage::TokenRefreshed { .. } => "token_refreshed",
         ServerMessage::Batch { .. } => "batch",
     }
 }

@@ -2,10 +2,16 @@
 //!
 //! A [`RoomHandle`] is a cheap clone around the actor's bounded command
 //! queue; the task ([`actor`]) owns all room state — members, presence counts,
-//! typing deadlines — so none of it needs a lock. The [`Registry`] finds the
-//! room of a project, spawning it on first join; the room retires itself
-//! when its last member leaves. Comments reach members in the project's
-//! commit order ([`chain`]).
+//! typing deadlines, leaves held back — so none of it needs a lock. The
+//! [`Registry`] finds the room of a project, spawning it on first join; the
+//! room retires itself once it has no member and no leave held back.
+//! Comments reach members in the project's commit order ([`chain`]).
+//!
+//! Presence churn is damped here, for both brokers alike: when a user's last
+//! socket closes, the room holds their leave for the configured grace, and a
+//! socket of theirs joining within it cancels both the leave and the join.
+//! Across nodes the same holds because a held leave keeps the user counted
+//! in the cluster (the broker hears of it only when the grace ends).
 
 mod actor;
 mod chain;
@@ -30,7 +36,8 @@ pub type ConnId = u64;
 /// What a joining connection learns from the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
-    /// Users with at least one socket in the room, the joiner included, in id order.
+    /// Users with at least one socket in the room, or whose leave is held
+    /// back (they count as online), the joiner included, in id order.
     pub online_users: Vec<UserId>,
 }
 
@@ -76,14 +83,13 @@ pub enum RoomEvent {
     Retired(ProjectId),
     /// A user's first socket in the project opened on this node.
     UserOnline { project: ProjectId, user: UserId },
-    /// A user's last socket in the project on this node closed;
-    /// `was_typing`: their typing indicator was on (this node's members were
-    /// told it stopped; other nodes must be too).
-    UserOffline {
-        project: ProjectId,
-        user: UserId,
-        was_typing: bool,
-    },
+    /// A user's last socket in the project on this node closed and the
+    /// leave grace ended without a new one (or they were evicted).
+    UserOffline { project: ProjectId, user: UserId },
+    /// A typist's last socket here closed: this node's members were told
+    /// they stopped typing; other nodes must be too, at once (not after
+    /// the leave grace).
+    TypingStopped { project: ProjectId, user: UserId },
 }
 
 /// A cheap, clonable reference to a running room.

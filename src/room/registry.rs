@@ -28,6 +28,9 @@ const ROOM_QUEUE: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct RoomSettings {
     pub typing_timeout: Duration,
+    /// How long a user's leave is held after their last socket closed, so a
+    /// reconnect within it announces nothing; zero announces at once.
+    pub presence_leave_grace: Duration,
     /// Where a room reads comments it is missing (and, when it starts, the
     /// project's newest comment id, which its comment chain continues from).
     pub store: Store,
@@ -80,11 +83,18 @@ impl Registry {
     /// Tells the cross-node broker about `event`, never waiting; a full
     /// queue counts as a broker loss.
     pub(super) fn report(&self, event: RoomEvent) {
-        if let Some(hooks) = &self.inner.hooks
-            && hooks.events.try_send(event).is_err()
-        {
-            self.inner.metrics.broker_lost.fetch_add(1, Relaxed);
-            tracing::warn!("room event dropped: the broker queue is full");
+        let Some(hooks) = &self.inner.hooks else {
+            return;
+        };
+        match hooks.events.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.inner.metrics.broker_lost.fetch_add(1, Relaxed);
+                tracing::warn!("room event dropped: the broker queue is full");
+            }
+            // The broker left the cluster (shutdown) and dropped this node's
+            // presence itself; nothing is lost.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
@@ -180,17 +190,214 @@ mod tests {
 
     /// A registry on a fresh SQLite store; keep the directory alive.
     async fn registry() -> (Registry, Store, tempfile::TempDir) {
+        registry_with(Duration::ZERO, None).await
+    }
+
+    /// A registry with a leave grace, reporting to `hooks` if given (as
+    /// under the Redis broker).
+    async fn registry_with(
+        grace: Duration,
+        hooks: Option<RoomHooks>,
+    ) -> (Registry, Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("rooms.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
-        let reg = Registry::new(
-            RoomSettings {
-                typing_timeout: Duration::from_secs(10),
-                store: store.clone(),
-            },
-            Arc::new(Metrics::default()),
-        );
+        let settings = RoomSettings {
+            typing_timeout: Duration::from_secs(10),
+            presence_leave_grace: grace,
+            store: store.clone(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let reg = match hooks {
+            Some(hooks) => Registry::with_hooks(settings, metrics, hooks),
+            None => Registry::new(settings, metrics),
+        };
         (reg, store, dir)
+    }
+
+    /// Every frame queued for a member right now, as text.
+    fn drain(rx: &mut crate::ws::outbox::Inbox) -> Vec<String> {
+        let mut frames = Vec::new();
+        while let Some(frame) = rx.try_recv() {
+            frames.push(String::from_utf8_lossy(&frame.bytes).into_owned());
+        }
+        frames
+    }
+
+    /// Lets the room task catch up (the room answers a join only after
+    /// every command queued before it), with a second socket of `user`, who
+    /// is in the room already, so nothing is announced.
+    async fn settle(reg: &Registry, project: ProjectId, user: UserId) {
+        let metrics = Arc::new(Metrics::default());
+        let (probe, _rx, _) = Outbox::channel(8, Encoding::Json, metrics);
+        let (room, _) = reg.join(project, u64::MAX, user, probe).await;
+        room.leave(u64::MAX).await;
+    }
+
+    const GRACE: Duration = Duration::from_millis(600);
+
+    /// Ten reconnects within the grace reach nobody; leaving for good is one
+    /// `presence_leave`, and not before the grace is over. The reconnecting
+    /// user is listed as online meanwhile.
+    #[tokio::test]
+    async fn reconnects_within_the_grace_are_silent_and_a_real_leave_is_announced_once() {
+        let (reg, _store, _dir) = registry_with(GRACE, None).await;
+        let metrics = Arc::new(Metrics::default());
+        let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (_room, _) = reg.join(1, 1, 10, watch_box).await;
+        let (churn_box, _churn_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (mut room, _) = reg.join(1, 2, 20, churn_box).await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(
+            drain(&mut watch_rx),
+            [r#"{"type":"presence_join","user_id":20}"#]
+        );
+
+        for conn in 3..13 {
+            room.leave(conn - 1).await;
+            let (outbox, _rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+            let (again, joined) = reg.join(1, conn, 20, outbox).await;
+            assert_eq!(joined.online_users, vec![10, 20]);
+            room = again;
+        }
+        room.leave(12).await;
+        let left = tokio::time::Instant::now();
+        let (outbox, _rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (late, joined) = reg.join(1, 100, 30, outbox).await;
+        assert_eq!(
+            joined.online_users,
+            vec![10, 20, 30],
+            "online during the grace"
+        );
+        late.leave(100).await;
+        let frames = drain(&mut watch_rx);
+        assert!(
+            frames.iter().all(|f| !f.contains(r#""user_id":20"#)),
+            "{frames:?}"
+        );
+
+        let leave = tokio::time::timeout(GRACE * 4, async {
+            loop {
+                let frame = watch_rx.recv().await.expect("queue open");
+                let text = String::from_utf8_lossy(&frame.bytes).into_owned();
+                if text.contains(r#""user_id":20"#) {
+                    return text;
+                }
+            }
+        })
+        .await
+        .expect("the leave came");
+        assert!(left.elapsed() >= GRACE, "the leave waited for the grace");
+        assert_eq!(leave, r#"{"type":"presence_leave","user_id":20}"#);
+        tokio::time::sleep(GRACE).await;
+        let rest = drain(&mut watch_rx);
+        assert!(
+            rest.iter().all(|f| !f.contains(r#""user_id":20"#)),
+            "one leave only: {rest:?}"
+        );
+    }
+
+    /// Under a cross-node broker the room reports, instead of announcing:
+    /// a typist's last socket stops their typing at once (here and, by the
+    /// report, elsewhere), a return within the grace reports nothing, and a
+    /// leave for good is reported once, after the grace. A room left with
+    /// only a held leave retires once it is reported, not before.
+    #[tokio::test]
+    async fn under_a_broker_typing_stops_at_once_and_the_leave_waits_for_the_grace() {
+        let (events_tx, mut events) = mpsc::channel(64);
+        let hooks = RoomHooks { events: events_tx };
+        let (reg, _store, _dir) = registry_with(GRACE, Some(hooks)).await;
+        let metrics = Arc::new(Metrics::default());
+        let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (watch_room, _) = reg.join(1, 1, 10, watch_box).await;
+        let (typist_box, _typist_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (room, _) = reg.join(1, 2, 20, typist_box).await;
+        reg.deliver(
+            1,
+            Arc::new(ServerMessage::Typing {
+                user_id: 20,
+                is_typing: true,
+            }),
+        )
+        .await;
+        room.leave(2).await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(
+            drain(&mut watch_rx),
+            [
+                r#"{"type":"typing","user_id":20,"is_typing":true}"#,
+                r#"{"type":"typing","user_id":20,"is_typing":false}"#,
+            ]
+        );
+        let mut reported = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            reported.push(event);
+        }
+        let expected_so_far = [
+            RoomEvent::UserOnline {
+                project: 1,
+                user: 10,
+            },
+            RoomEvent::UserOnline {
+                project: 1,
+                user: 20,
+            },
+            RoomEvent::TypingStopped {
+                project: 1,
+                user: 20,
+            },
+        ];
+        assert_eq!(reported, expected_so_far);
+
+        let (back_box, _back_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (room, _) = reg.join(1, 3, 20, back_box).await;
+        room.leave(3).await;
+        watch_room.leave(1).await;
+        let left = tokio::time::Instant::now();
+        let mut after = Vec::new();
+        tokio::time::timeout(GRACE * 4, async {
+            while !after.contains(&RoomEvent::Retired(1)) {
+                after.push(events.recv().await.expect("hooks open"));
+            }
+        })
+        .await
+        .expect("the room retired");
+        assert!(left.elapsed() >= GRACE, "the held leaves kept the room");
+        let offline_20 = RoomEvent::UserOffline {
+            project: 1,
+            user: 20,
+        };
+        let offline_10 = RoomEvent::UserOffline {
+            project: 1,
+            user: 10,
+        };
+        assert_eq!(after.len(), 3, "{after:?}");
+        assert!(
+            after.contains(&offline_10) && after.contains(&offline_20),
+            "{after:?}"
+        );
+        assert_eq!(after[2], RoomEvent::Retired(1));
+        assert!(reg.active_projects().is_empty());
+    }
+
+    /// An evicted user cannot come back: their leave is not held.
+    #[tokio::test]
+    async fn an_eviction_announces_the_leave_at_once() {
+        let (reg, _store, _dir) = registry_with(Duration::from_secs(3600), None).await;
+        let metrics = Arc::new(Metrics::default());
+        let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (_room, _) = reg.join(1, 1, 10, watch_box).await;
+        let (gone_box, _gone_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (_gone, _) = reg.join(1, 2, 20, gone_box).await;
+        reg.evict(1, 20, 4003).await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(
+            drain(&mut watch_rx),
+            [
+                r#"{"type":"presence_join","user_id":20}"#,
+                r#"{"type":"presence_leave","user_id":20}"#,
+            ]
+        );
     }
 
     /// A join racing the retirement of the previous room must land in a live

@@ -91,6 +91,20 @@ impl StoreError {
             _ => StoreError::Database(err),
         }
     }
+
+    /// True when the database refused the data itself (a data exception or
+    /// a constraint, SQLSTATE classes 22 and 23 on PostgreSQL) rather than
+    /// being unreachable or failing as a whole: retrying the other rows of a
+    /// batch without the offending one can then succeed.
+    pub fn is_refused_data(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+            || db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+    }
 }
 
 impl Store {

@@ -6,7 +6,13 @@
 //! Flushing is driven by the queue, not a timer: the task wakes on the first
 //! job, takes whatever else is already queued (up to the batch cap) and
 //! writes it. At rest a comment waits for no one; under load batches grow.
+//!
+//! One client's row never fails another's: when the database refuses the
+//! data of a batch (not when it is unreachable), the batch is split in two
+//! and each half written again, until the refused rows stand alone — they
+//! alone are told "Invalid comment data"; the rest are stored in order.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +40,10 @@ pub enum PersistError {
     Stopped,
     #[error("{STORE_FAILED}")]
     Store,
+    /// The database refused this comment's data (the rest of its batch was
+    /// stored); retrying it unchanged fails again.
+    #[error("Invalid comment data")]
+    Rejected,
 }
 
 /// Where the outcome of a job goes.
@@ -140,37 +150,64 @@ impl Task {
         batch
     }
 
+    /// Writes `batch` in order. A batch whose data the database refused is
+    /// split and its halves written again (first half first, so ids keep
+    /// the queue's order), down to single rows; a batch that failed for any
+    /// other reason (the database is unreachable) fails as a whole.
     async fn flush(&self, batch: Vec<PersistJob>) {
-        let (requests, replies): (Vec<CommentRequest>, Vec<Reply>) =
-            batch.into_iter().map(|j| (j.request, j.reply)).unzip();
-        let started = Instant::now();
-        let result = self.store.insert_comments(&requests).await;
-        self.metrics
-            .persist_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.persist_rows.observe(requests.len() as f64);
-        match result {
-            Ok(outcomes) => {
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    if !outcome.duplicate {
-                        let msg = ServerMessage::Comment {
-                            user_id: outcome.comment.user_id,
-                            comment: outcome.comment.clone(),
-                        };
-                        self.broker.publish(outcome.comment.project_id, msg).await;
+        let mut chunks = VecDeque::from([batch]);
+        while let Some(mut chunk) = chunks.pop_front() {
+            let (requests, replies): (Vec<CommentRequest>, Vec<Reply>) =
+                chunk.drain(..).map(|j| (j.request, j.reply)).unzip();
+            let started = Instant::now();
+            let result = self.store.insert_comments(&requests).await;
+            self.metrics
+                .persist_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.persist_rows.observe(requests.len() as f64);
+            match result {
+                Ok(outcomes) => self.stored(outcomes, replies).await,
+                Err(e) if e.is_refused_data() && requests.len() > 1 => {
+                    tracing::warn!(error = %e, rows = requests.len(), "batch refused; splitting it");
+                    let mut jobs: Vec<PersistJob> = requests
+                        .into_iter()
+                        .zip(replies)
+                        .map(|(request, reply)| PersistJob { request, reply })
+                        .collect();
+                    let second = jobs.split_off(jobs.len() / 2);
+                    chunks.push_front(second);
+                    chunks.push_front(jobs);
+                }
+                Err(e) => {
+                    self.metrics
+                        .persist_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let outcome = if e.is_refused_data() {
+                        tracing::warn!(error = %e, "a comment's data was refused by the store");
+                        PersistError::Rejected
+                    } else {
+                        tracing::error!(error = %e, rows = requests.len(), "persister flush failed");
+                        PersistError::Store
+                    };
+                    for reply in replies {
+                        self.reply(reply, Err(outcome.clone()));
                     }
-                    self.reply(reply, Ok(outcome));
                 }
             }
-            Err(e) => {
-                self.metrics
-                    .persist_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = %e, rows = requests.len(), "persister flush failed");
-                for reply in replies {
-                    self.reply(reply, Err(PersistError::Store));
-                }
+        }
+    }
+
+    /// Broadcasts the newly stored comments and answers every request.
+    async fn stored(&self, outcomes: Vec<StoredComment>, replies: Vec<Reply>) {
+        for (outcome, reply) in outcomes.into_iter().zip(replies) {
+            if !outcome.duplicate {
+                let msg = ServerMessage::Comment {
+                    user_id: outcome.comment.user_id,
+                    comment: outcome.comment.clone(),
+                };
+                self.broker.publish(outcome.comment.project_id, msg).await;
             }
+            self.reply(reply, Ok(outcome));
         }
     }
 
@@ -197,6 +234,7 @@ impl Task {
                         self.metrics.messages_out("error", 1);
                         ServerMessage::Error {
                             message: e.to_string(),
+                            client_msg_id,
                         }
                     }
                 };

@@ -48,4 +48,16 @@ impl Store {
         .fetch_optional(pool)
         .await)?)
     }
+
+    /// Replaces a user's password hash (an argon2id PHC string); `--demo`
+    /// gives its users a fresh password on every run this way.
+    pub async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(StoreError::from_write)
+    }
 }

@@ -4,6 +4,7 @@
 //! failures are reported after the upgrade, as close codes, because browsers
 //! cannot read an HTTP error on a WebSocket handshake.
 
+pub mod clock;
 pub mod connection_limit;
 pub mod outbox;
 pub mod session;
@@ -56,6 +57,33 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether a browser page of the upgrade's `Origin` may open a socket: its
+/// own origin (the `Origin`'s host and port are the request's `Host`), or one
+/// listed in `--ws-allowed-origins` (`*` for any). Browsers attach cookies
+/// and credentials to cross-site upgrades and apply no same-origin policy to
+/// WebSockets, so this check is what stops cross-site WebSocket hijacking.
+/// Clients that send no `Origin` are not browsers and are allowed.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim().trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.trim().trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h.trim()))
+}
+
 /// The token from `?token=` or `Authorization: Bearer`. Never logged.
 fn token_of(req: &Request) -> Option<String> {
     let from_query = req.uri().query().and_then(|q| {
@@ -94,6 +122,10 @@ async fn upgrade(
         return (StatusCode::NOT_FOUND, "unknown project").into_response();
     };
     let headers = req.headers();
+    if !origin_allowed(headers, &app.config.ws_allowed_origins) {
+        tracing::info!(project_id = project, "upgrade refused: foreign Origin");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
     {
@@ -200,6 +232,56 @@ where
 #[cfg(test)]
 mod tests {
     use futures_util::stream::SplitSink;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_own_origin_and_listed_ones_may_open_sockets() {
+        let none: Vec<String> = Vec::new();
+        assert!(origin_allowed(&headers(None, "127.0.0.1:8080"), &none));
+        assert!(origin_allowed(
+            &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
+            &none
+        ));
+        assert!(origin_allowed(
+            &headers(Some("https://Review.example"), "review.example"),
+            &none
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("https://evil.example"), "127.0.0.1:8080"),
+            &none
+        ));
+        // Another port is another origin.
+        assert!(!origin_allowed(
+            &headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080"),
+            &none
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("null"), "127.0.0.1:8080"),
+            &none
+        ));
+        let listed = vec!["https://app.vridge.example".to_owned()];
+        assert!(origin_allowed(
+            &headers(Some("https://app.vridge.example"), "api.vridge.example"),
+            &listed
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("https://evil.example"), "api.vridge.example"),
+            &listed
+        ));
+        let any = vec!["*".to_owned()];
+        assert!(origin_allowed(
+            &headers(Some("https://evil.example"), "127.0.0.1:8080"),
+            &any
+        ));
+    }
     use tokio_tungstenite::tungstenite::Message;
 
     use super::*;

@@ -28,10 +28,20 @@ pub struct Closer {
     code: Arc<OnceLock<u16>>,
 }
 
+/// The code a [`Closer`] holds when the peer closed first: the writer then
+/// sends no close frame of its own but flushes tungstenite's echo of the
+/// peer's (RFC 6455 §5.5.1), so the client sees its own code back.
+pub const PEER_CLOSED: u16 = 0;
+
 impl Closer {
     pub fn close(&self, code: u16) {
         let _ = self.code.set(code);
         self.token.cancel();
+    }
+
+    /// The peer sent its close frame: answer it with the echo.
+    pub fn peer_closed(&self) {
+        self.close(PEER_CLOSED);
     }
 
     pub fn code(&self) -> Option<u16> {

@@ -14,17 +14,18 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use vridge_protocol::codec::{decode_client, encode};
+use vridge_protocol::codec::{client_msg_id_of, decode_client, encode};
 use vridge_protocol::{
-    ClientMessage, CommentId, DecodeError, Encoding, InitialState, NewComment, NewReaction,
-    ProjectId, ServerMessage, UserId, close,
+    ClientMessage, Comment, CommentId, DecodeError, Encoding, InitialState, NewComment,
+    NewReaction, ProjectId, ServerMessage, UserId, close,
 };
 
+use super::clock::LastSeen;
 use super::connection_limit::ConnectionGuard;
 use super::outbox::{Closer, Inbox, Outbox};
-use super::writer::{self, LastSeen, WriterSettings};
+use super::writer::{self, WriterSettings};
 use crate::app::AppState;
-use crate::auth::AuthError;
+use crate::auth::{AccessGrant, AuthError};
 use crate::broker::SocketSlot;
 use crate::domain::{Emoji, IdempotencyKey, Role, ValidComment};
 use crate::limits::LimitedKind;
@@ -72,8 +73,10 @@ where
         preamble,
         watermark,
         slots,
+        grant,
     } = admit(&app, &mut sink, &mut stream, handshake).await?;
     let last_seen = Arc::new(LastSeen::new());
+    last_seen.set_token(&grant);
     let settings = WriterSettings {
         encoding: session.outbox.encoding(),
         max_batch: app.config.max_batch.max(1),
@@ -153,6 +156,9 @@ struct Admitted {
     watermark: Option<CommentId>,
     /// This node's and the cluster's socket slots, held until the socket ends.
     slots: (ConnectionGuard, SocketSlot),
+    /// The token the socket opened with: it closes when that expires,
+    /// unless the client refreshes it.
+    grant: AccessGrant,
 }
 
 /// Authenticates and authorizes the socket, takes its slots, joins its room
@@ -168,12 +174,12 @@ where
     Si: Sink<Message> + Unpin,
     St: Stream<Item = Result<Message, WsError>> + Unpin,
 {
-    let user = match handshake.token.as_deref().ok_or(AuthError::Missing) {
-        Ok(token) => app.jwt.verify_access(token),
+    let grant = match handshake.token.as_deref().ok_or(AuthError::Missing) {
+        Ok(token) => app.jwt.verify_access_grant(token),
         Err(e) => Err(e),
     };
-    let user = match user {
-        Ok(user) => user,
+    let grant = match grant {
+        Ok(grant) => grant,
         Err(AuthError::Expired) => {
             refuse(sink, stream, close::TOKEN_EXPIRED).await;
             return None;
@@ -183,6 +189,7 @@ where
             return None;
         }
     };
+    let user = grant.user;
     tracing::Span::current().record("user_id", user);
     let role = match app.reads.member_role(handshake.project, user).await {
         Ok(Some(role)) => role,
@@ -249,6 +256,7 @@ where
             preamble,
             watermark,
             slots: (slot, cluster_slot),
+            grant,
         }),
         None => {
             room.leave(conn).await;
@@ -265,6 +273,7 @@ where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, WsError>> + Unpin,
 {
+    tracing::info!(code, reason = close::reason(code), "refusing socket");
     let frame = CloseFrame {
         code: code.into(),
         reason: Utf8Bytes::from_static(close::reason(code)),
@@ -286,6 +295,32 @@ where
         }
     })
     .await;
+}
+
+/// Fixed cost of one comment on the wire besides its strings (ids, keys,
+/// timestamps), a generous estimate for either encoding.
+const COMMENT_OVERHEAD_BYTES: usize = 200;
+
+/// How many of `comments` (a prefix, at least one) fit in `max_bytes` on the
+/// wire: a resume is capped in bytes as well as in count, so that 1,000
+/// long comments never make one frame the socket cannot write.
+fn within_bytes(comments: &[Comment], max_bytes: usize) -> usize {
+    let mut total = 0;
+    for (i, c) in comments.iter().enumerate() {
+        let strings = [&c.title, &c.section, &c.security]
+            .iter()
+            .filter_map(|s| s.as_deref())
+            .map(str::len)
+            .sum::<usize>();
+        // Twice the strings covers ordinary text in JSON; even text that
+        // escapes every byte (six for one) stays far below the socket's
+        // 16 MiB write buffer at the default cap.
+        total += COMMENT_OVERHEAD_BYTES + (c.text.len() + strings) * 2 + c.created.len();
+        if total > max_bytes && i > 0 {
+            return i;
+        }
+    }
+    comments.len()
 }
 
 /// A joined socket's identity and its way back to the client.
@@ -331,27 +366,27 @@ impl Session {
     /// batching keeps the switch-over gapless.
     ///
     /// A resume (`since`) returns every comment after `since`, oldest first,
-    /// up to `resume_max_comments`; when capped, `resume_complete` is false
-    /// and the client resumes again from `last_comment_id`.
+    /// up to `resume_max_comments` and `resume_max_bytes`; when capped,
+    /// `resume_complete` is false and the client resumes again from
+    /// `last_comment_id`. A `since` ahead of the project's newest comment
+    /// (a client that outlived a restored store, or a made-up id) is clamped
+    /// to that newest id, and `resumed_from` says so: taken at face value it
+    /// would hide every live comment up to it behind the watermark.
     async fn initial_state(
         &self,
         online_users: Vec<UserId>,
         since: Option<CommentId>,
     ) -> Option<(bytes::Bytes, Option<i64>)> {
-        let store = &self.app.store;
-        let (comments, resume_complete) = match since {
-            None => (self.app.reads.newest_comments(self.project).await, None),
-            Some(since) => {
-                let max = self.app.config.resume_max_comments.max(1);
-                match store.comments_since(self.project, since, max + 1).await {
-                    Ok(mut comments) => {
-                        let complete = comments.len() <= max as usize;
-                        comments.truncate(max as usize);
-                        (Ok(comments), Some(complete))
-                    }
-                    Err(e) => (Err(e), None),
-                }
-            }
+        let (comments, resume_complete, since) = match since {
+            None => (
+                self.app.reads.newest_comments(self.project).await,
+                None,
+                None,
+            ),
+            Some(since) => match self.resume(since).await {
+                Ok((comments, complete, since)) => (Ok(comments), Some(complete), Some(since)),
+                Err(e) => (Err(e), None, Some(since)),
+            },
         };
         let comments = match comments {
             Ok(c) => c,
@@ -373,6 +408,36 @@ impl Session {
         encode(self.outbox.encoding(), &msg)
             .ok()
             .map(|b| (b, last_comment_id))
+    }
+
+    /// The comments after `since` for a resume, whether that is all of
+    /// them, and the `since` actually used (clamped to the newest comment).
+    async fn resume(
+        &self,
+        since: CommentId,
+    ) -> Result<(Vec<Comment>, bool, CommentId), crate::store::StoreError> {
+        let store = &self.app.store;
+        let max = self.app.config.resume_max_comments.max(1);
+        let mut since = since;
+        let mut comments = store.comments_since(self.project, since, max + 1).await?;
+        if comments.is_empty() {
+            let newest = store.newest_comment_id(self.project).await?.unwrap_or(0);
+            if newest < since {
+                tracing::info!(since, newest, "resume ahead of the store; clamped");
+                since = newest;
+                // Read again from the clamped id: whatever committed in
+                // between is then in this state, not below its watermark.
+                comments = store.comments_since(self.project, since, max + 1).await?;
+            }
+        }
+        let mut complete = comments.len() <= max as usize;
+        comments.truncate(max as usize);
+        let within = within_bytes(&comments, self.app.config.resume_max_bytes);
+        if within < comments.len() {
+            comments.truncate(within);
+            complete = false;
+        }
+        Ok((comments, complete, since))
     }
 
     /// Reads client frames until the socket ends or is closed; true when the
@@ -402,6 +467,18 @@ impl Session {
                     self.closer.close(close::MESSAGE_TOO_BIG);
                     return false;
                 }
+                // RFC 6455 §7.4.1: 1007 for a text message that is not
+                // UTF-8, 1002 for any other violation of the framing.
+                Some(Err(WsError::Utf8(e))) => {
+                    tracing::info!(error = %e, "invalid UTF-8 from the peer");
+                    self.closer.close(close::INVALID_PAYLOAD);
+                    return false;
+                }
+                Some(Err(WsError::Protocol(e))) => {
+                    tracing::info!(error = %e, "WebSocket protocol violation");
+                    self.closer.close(close::PROTOCOL_ERROR);
+                    return false;
+                }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "socket read failed");
                     return true;
@@ -410,12 +487,15 @@ impl Session {
                 // persister, whose futures would otherwise size this loop's
                 // state (and so every idle socket) for their whole life.
                 Some(Ok(Message::Text(text))) => {
-                    Box::pin(self.on_frame(Encoding::Json, text.as_bytes())).await
+                    Box::pin(self.on_frame(Encoding::Json, text.as_bytes(), last_seen)).await
                 }
                 Some(Ok(Message::Binary(bin))) => {
-                    Box::pin(self.on_frame(Encoding::MsgPack, &bin)).await
+                    Box::pin(self.on_frame(Encoding::MsgPack, &bin, last_seen)).await
                 }
-                Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(Message::Close(_))) => {
+                    self.closer.peer_closed();
+                    return true;
+                }
                 Some(Ok(Message::Pong(_))) => {
                     let metrics = &self.app.metrics;
                     metrics.pongs_received.fetch_add(1, Relaxed);
@@ -429,15 +509,27 @@ impl Session {
     }
 
     fn error(&self, message: impl Into<String>) {
+        self.error_for(message, None);
+    }
+
+    /// An error that answers one `comment_add`, naming its `client_msg_id`.
+    fn error_for(&self, message: impl Into<String>, client_msg_id: Option<String>) {
         self.app.metrics.messages_out("error", 1);
         self.outbox.offer_message(&ServerMessage::Error {
             message: message.into(),
+            client_msg_id,
         });
     }
 
     /// One client frame. Text frames are JSON and binary frames MessagePack,
     /// whatever was negotiated; replies use the negotiated encoding.
-    async fn on_frame(&self, encoding: Encoding, frame: &[u8]) {
+    async fn on_frame(&self, encoding: Encoding, frame: &[u8], clock: &LastSeen) {
+        // The writer closes the socket at its token's deadline; a frame read
+        // in between is not taken either.
+        if clock.token_expired() {
+            self.closer.close(close::TOKEN_EXPIRED);
+            return;
+        }
         // A frame read as shutdown began is dropped unanswered: the client
         // sees 1001 without an ack and resends after reconnecting.
         let Some(_admitted) = self.app.admit() else {
@@ -452,9 +544,18 @@ impl Session {
         self.app.metrics.message_in(kind);
         if !self.app.limits.allow(self.user, LimitedKind::of(kind)) {
             self.app.metrics.rate_limited.fetch_add(1, Relaxed);
-            return self.error("Rate limit exceeded");
+            let id = match &msg {
+                Ok(ClientMessage::CommentAdd { client_msg_id, .. }) => client_msg_id.clone(),
+                _ => None,
+            };
+            return self.error_for("Rate limit exceeded", id);
         }
         match msg {
+            // A comment whose body did not decode still names its
+            // `client_msg_id` when it has a readable one.
+            Err(e @ DecodeError::InvalidComment) => {
+                self.error_for(e.to_string(), client_msg_id_of(encoding, frame))
+            }
             Err(e) => self.error(e.to_string()),
             Ok(ClientMessage::CommentAdd {
                 comment,
@@ -462,25 +563,44 @@ impl Session {
             }) => self.comment_add(comment, client_msg_id).await,
             Ok(ClientMessage::TypingIndicator { is_typing }) => self.typing(is_typing).await,
             Ok(ClientMessage::ReactionAdd { reaction }) => self.reaction_add(reaction).await,
+            Ok(ClientMessage::RefreshToken { token }) => self.refresh_token(&token, clock),
+        }
+    }
+
+    /// A fresh access token for this socket: the same user's, valid. The
+    /// socket then lives until the new token expires; a refused token
+    /// leaves the old deadline in place.
+    fn refresh_token(&self, token: &str, clock: &LastSeen) {
+        match self.app.jwt.verify_access_grant(token) {
+            Ok(grant) if grant.user == self.user => {
+                clock.set_token(&grant);
+                self.app.metrics.messages_out("token_refreshed", 1);
+                self.outbox.offer_message(&ServerMessage::TokenRefreshed {
+                    expires_at: grant.expires_at as i64,
+                });
+            }
+            Ok(_) | Err(_) => self.error(DecodeError::InvalidToken.to_string()),
         }
     }
 
     async fn comment_add(&self, comment: NewComment, client_msg_id: Option<String>) {
         if !self.role.can_create() {
-            return self.error("Permission denied");
+            return self.error_for("Permission denied", client_msg_id);
         }
         let (Ok(comment), Ok(key)) = (
             ValidComment::parse(comment),
             IdempotencyKey::from_client(client_msg_id.as_deref()),
         ) else {
-            return self.error(DecodeError::InvalidComment.to_string());
+            return self.error_for(DecodeError::InvalidComment.to_string(), client_msg_id);
         };
         match self.app.feedback_project(comment.inner().feedback_id).await {
             Ok(Some(p)) if p == self.project => {}
-            Ok(_) => return self.error(DecodeError::InvalidComment.to_string()),
+            Ok(_) => {
+                return self.error_for(DecodeError::InvalidComment.to_string(), client_msg_id);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "feedback lookup failed");
-                return self.error(crate::store::persister::STORE_FAILED);
+                return self.error_for(crate::store::persister::STORE_FAILED, client_msg_id);
             }
         }
         let job = PersistJob {
@@ -492,11 +612,11 @@ impl Session {
             },
             reply: Reply::Socket {
                 outbox: self.outbox.clone(),
-                client_msg_id,
+                client_msg_id: client_msg_id.clone(),
             },
         };
         if self.app.persister.submit(job).await.is_err() {
-            self.error(crate::store::persister::STORE_FAILED);
+            self.error_for(crate::store::persister::STORE_FAILED, client_msg_id);
         }
     }
 

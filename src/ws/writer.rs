@@ -2,23 +2,25 @@
 //! socket. It sends the `initial_state` first, then wakes on the first queued
 //! event, drains whatever else is already queued (up to the batch cap) into
 //! one frame, and flushes once — no timer, so nothing waits at low load and
-//! batches grow on their own under load. It also sends keepalive pings and
-//! the close frame.
+//! batches grow on their own under load. It also sends keepalive pings,
+//! the token's `token_expiring` warning, and the close frame — one timer
+//! per socket serves the pings and the token deadline alike.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use vridge_protocol::codec::batch_frame;
-use vridge_protocol::{CommentId, Encoding, close};
+use vridge_protocol::codec::{batch_frame, encode};
+use vridge_protocol::{CommentId, Encoding, ServerMessage, close};
 
-use super::outbox::{Closer, Inbox, OutFrame};
+use super::clock::LastSeen;
+use super::outbox::{Closer, Inbox, OutFrame, PEER_CLOSED};
 use crate::metrics::Metrics;
 
 /// How long the close frame may take to go out to a peer that may not read.
@@ -33,58 +35,6 @@ pub struct WriterSettings {
     /// Comments with an id up to this were in `initial_state`: skip them live.
     pub watermark: Option<CommentId>,
     pub metrics: Arc<Metrics>,
-}
-
-/// Milliseconds since `epoch` of the last frame received from the peer,
-/// updated by the reader, and of the last ping written (0: none yet), so the
-/// reader can time the pong that answers it.
-#[derive(Debug)]
-pub struct LastSeen {
-    epoch: Instant,
-    ms: AtomicU64,
-    ping_ms: AtomicU64,
-}
-
-impl LastSeen {
-    pub fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            ms: AtomicU64::new(0),
-            ping_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    pub fn touch(&self) {
-        self.ms.store(self.now_ms(), Relaxed);
-    }
-
-    fn ping_sent(&self) {
-        // +1 keeps a ping sent in the epoch's first millisecond distinct from "none".
-        self.ping_ms.store(self.now_ms() + 1, Relaxed);
-    }
-
-    /// How long ago the last ping went out, once per ping (a second pong
-    /// for the same ping is not timed again).
-    pub fn pong_received(&self) -> Option<Duration> {
-        let sent = self.ping_ms.swap(0, Relaxed);
-        (sent != 0).then(|| Duration::from_millis(self.now_ms().saturating_sub(sent - 1)))
-    }
-
-    fn silent_for(&self) -> Duration {
-        self.epoch
-            .elapsed()
-            .saturating_sub(Duration::from_millis(self.ms.load(Relaxed)))
-    }
-}
-
-impl Default for LastSeen {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 fn to_message(encoding: Encoding, bytes: Bytes) -> Option<Message> {
@@ -146,25 +96,33 @@ where
             Some(msg) => send_or_close(&mut self.sink, msg, &self.closer).await,
             None => false,
         };
-        let start = Instant::now() + self.settings.ping_interval;
-        let mut ping = interval_at(start, self.settings.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_ping = Instant::now() + self.settings.ping_interval;
+        // The token expiry the client was last warned about (0: none yet).
+        let mut warned = 0;
+        // Boxed, as tokio's `Interval` boxes its own: the timer's entry is
+        // not part of the future every idle socket holds.
+        let mut timer = Box::pin(sleep_until(self.next_wake(next_ping, warned)));
         while alive {
             tokio::select! {
                 biased;
                 () = self.closer.closed() => break,
-                _ = ping.tick() => {
-                    if self.last_seen.silent_for() > self.settings.pong_timeout {
-                        self.settings.metrics.keepalive_closes.fetch_add(1, Relaxed);
-                        self.closer.close(close::KEEPALIVE_TIMEOUT);
+                () = &mut timer => {
+                    if self.last_seen.token_expired() {
+                        self.closer.close(close::TOKEN_EXPIRED);
                         break;
                     }
-                    let ping = Message::Ping(Bytes::new());
-                    alive = send_or_close(&mut self.sink, ping, &self.closer).await;
-                    if alive {
-                        self.last_seen.ping_sent();
-                        self.settings.metrics.pings_sent.fetch_add(1, Relaxed);
+                    let expires_at = self.last_seen.token_expires_at();
+                    if warned != expires_at
+                        && self.last_seen.token_warn_at().is_some_and(|at| Instant::now() >= at)
+                    {
+                        warned = expires_at;
+                        alive = self.warn_token(expires_at).await;
                     }
+                    if alive && Instant::now() >= next_ping {
+                        next_ping = Instant::now() + self.settings.ping_interval;
+                        alive = self.keepalive().await;
+                    }
+                    timer.as_mut().reset(self.next_wake(next_ping, warned));
                 }
                 n = self.rx.recv_many(&mut self.queued, self.settings.max_batch) => {
                     if n == 0 {
@@ -185,9 +143,63 @@ where
         Box::pin(self.finish(alive)).await;
     }
 
-    /// Sends the close frame, first what is queued on a graceful close.
+    /// The next moment the timer has work: a ping, the token's warning (if
+    /// not yet given for this expiry), or the token's deadline.
+    fn next_wake(&self, next_ping: Instant, warned: u64) -> Instant {
+        let mut wake = next_ping;
+        if let Some(deadline) = self.last_seen.token_deadline() {
+            wake = wake.min(deadline);
+        }
+        if warned != self.last_seen.token_expires_at()
+            && let Some(warn) = self.last_seen.token_warn_at()
+        {
+            wake = wake.min(warn);
+        }
+        wake
+    }
+
+    /// Closes a peer silent past the pong timeout, or sends a ping.
+    async fn keepalive(&mut self) -> bool {
+        if self.last_seen.silent_for() > self.settings.pong_timeout {
+            self.settings.metrics.keepalive_closes.fetch_add(1, Relaxed);
+            self.closer.close(close::KEEPALIVE_TIMEOUT);
+            return false;
+        }
+        let ping = Message::Ping(Bytes::new());
+        let alive = send_or_close(&mut self.sink, ping, &self.closer).await;
+        if alive {
+            self.last_seen.ping_sent();
+            self.settings.metrics.pings_sent.fetch_add(1, Relaxed);
+        }
+        alive
+    }
+
+    /// Tells the client its token expires soon (it answers `refresh_token`).
+    async fn warn_token(&mut self, expires_at: u64) -> bool {
+        let msg = ServerMessage::TokenExpiring {
+            expires_at: expires_at as i64,
+        };
+        let Some(frame) = encode(self.settings.encoding, &msg)
+            .ok()
+            .and_then(|bytes| to_message(self.settings.encoding, bytes))
+        else {
+            return true;
+        };
+        self.settings.metrics.messages_out("token_expiring", 1);
+        send_or_close(&mut self.sink, frame, &self.closer).await
+    }
+
+    /// Sends the close frame, first what is queued on a graceful close. When
+    /// the peer closed first, flushes tungstenite's echo of its close frame
+    /// instead (a second close frame of ours would be refused).
     async fn finish(&mut self, alive: bool) {
         let code = self.closer.code().unwrap_or(1000);
+        if code == PEER_CLOSED {
+            tracing::debug!("peer closed the socket");
+            let _ = timeout(CLOSE_GRACE, self.sink.close()).await;
+            return;
+        }
+        log_close(code);
         if alive && code == close::GOING_AWAY {
             let _ = timeout(
                 CLOSE_GRACE,
@@ -205,6 +217,17 @@ where
             reason: Utf8Bytes::from_static(close::reason(code)),
         };
         let _ = timeout(CLOSE_GRACE, self.sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// Every close the server decides is logged with its reason: the ordinary
+/// ones (a normal end, shutdown) at debug, the rest at info.
+fn log_close(code: u16) {
+    let reason = close::reason(code);
+    if code == 1000 || code == close::GOING_AWAY {
+        tracing::debug!(code, reason, "closing socket");
+    } else {
+        tracing::info!(code, reason, "closing socket");
     }
 }
 
