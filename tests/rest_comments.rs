@@ -358,7 +358,7 @@ async fn rest_and_socket_comments_share_one_quota_and_past_it_rest_gets_429() {
         .send(&comment_add(f.feedback[0], "over on the socket", None))
         .await;
     match socket.expect(|m| is_error(m) || is_ack(m)).await {
-        ServerMessage::Error { message } => assert_eq!(message, "Rate limit exceeded"),
+        ServerMessage::Error { message, .. } => assert_eq!(message, "Rate limit exceeded"),
         other => panic!("expected the rate-limit error, got {other:?}"),
     }
     // Nothing over the quota was stored; another user has their own quota.
