@@ -131,7 +131,8 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_LIMIT_OTHER", default_value_t = 100)]
     pub limit_other: u32,
 
-    /// Lift every per-message rate limit (for benchmarks only).
+    /// Lift every per-message rate limit, the REST write and comment quotas
+    /// and the upgrade quota (for benchmarks only).
     #[arg(long, env = "VRIDGE_NO_RATE_LIMITS", default_value_t = false)]
     pub no_rate_limits: bool,
 
