@@ -3,7 +3,7 @@
 //! stop accepting, close sockets with 1001, flush the persister, close the
 //! store — within the configured deadline.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,6 +18,7 @@ use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use vridge_protocol::{FeedbackId, ProjectId};
 
 use crate::auth::JwtKeys;
+use crate::auth::hash_pool::HashPool;
 use crate::auth::keys::{self, KeyError};
 use crate::broker::{Broker, BrokerError, RedisBroker, RedisSettings};
 use crate::config::Config;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub registry: Registry,
     pub persister: Persister,
     pub jwt: Arc<JwtKeys>,
+    /// Password hashing for sign-up and sign-in: bounded slots, reused memory.
+    pub hashes: HashPool,
     pub limits: Arc<RateLimits>,
     pub connections: ConnectionLimiter,
     pub metrics: Arc<Metrics>,
@@ -169,6 +172,8 @@ impl Application {
             addr: config.bind,
             source,
         })?;
+        let (config_hash_slots, config_hash_wait) =
+            (config.password_hash_slots(), config.password_hash_wait());
         let state = AppState {
             ws_config: crate::ws::socket_config(&config),
             limits: Arc::new(RateLimits::from_config(&config)),
@@ -179,6 +184,7 @@ impl Application {
             registry,
             persister,
             jwt: Arc::new(jwt),
+            hashes: HashPool::new(config_hash_slots, config_hash_wait),
             connections: ConnectionLimiter::default(),
             metrics,
             shutdown: CancellationToken::new(),
@@ -213,16 +219,20 @@ impl Application {
         let limits = state.limits.clone();
         let prune = spawn_periodic(PRUNE_EVERY, state.shutdown.clone(), move || limits.prune());
         let router = crate::http::router(state.clone());
-        // axum runs as its own task: the shutdown sequence below (flush, then
-        // close sockets) must never wait behind axum draining its connections.
-        let mut server = tokio::spawn(
-            axum::serve(
-                self.listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
-            .into_future(),
-        );
+        // The accept loop runs as its own task: the shutdown sequence below
+        // (flush, then close sockets) must never wait behind it draining its
+        // connections.
+        let settings = crate::http::serve::ServeSettings {
+            header_read_timeout: state.config.header_read_timeout(),
+            max_connections_per_ip: state.config.max_connections_per_ip,
+        };
+        let mut server = tokio::spawn(crate::http::serve::serve(
+            self.listener,
+            router,
+            settings,
+            state.metrics.clone(),
+            state.shutdown.clone(),
+        ));
         let mut result = Ok(());
         tokio::select! {
             () = signal => {}

@@ -131,7 +131,8 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_LIMIT_OTHER", default_value_t = 100)]
     pub limit_other: u32,
 
-    /// Lift every per-message rate limit (for benchmarks only).
+    /// Lift every per-message rate limit, the REST write and comment quotas
+    /// and the upgrade quota (for benchmarks only).
     #[arg(long, env = "VRIDGE_NO_RATE_LIMITS", default_value_t = false)]
     pub no_rate_limits: bool,
 
@@ -215,6 +216,40 @@ pub struct Config {
     /// A REST request taking longer than this is answered 408, in seconds.
     #[arg(long, env = "VRIDGE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// A connection must send a complete request head within this long (its
+    /// first request, and each next one on a kept-alive connection), or it
+    /// is closed, in milliseconds.
+    #[arg(long, env = "VRIDGE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Open connections (HTTP and sockets) per client address; the next one
+    /// is closed at once. 0: no cap (loopback load tests).
+    #[arg(long, env = "VRIDGE_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
+    pub max_connections_per_ip: usize,
+
+    /// Passwords hashed or verified at once (each holds its argon2 memory,
+    /// 19 MiB); 0: the number of CPUs.
+    #[arg(long, env = "VRIDGE_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
+
+    /// How long a sign-up or sign-in waits for a hashing slot before it is
+    /// answered 503, in milliseconds.
+    #[arg(long, env = "VRIDGE_PASSWORD_HASH_WAIT_MS", default_value_t = 2_000)]
+    pub password_hash_wait_ms: u64,
+
+    /// Sign-ups per client address per minute before 429.
+    #[arg(long, env = "VRIDGE_REGISTER_ATTEMPTS_PER_IP", default_value_t = 10)]
+    pub register_attempts_per_ip: u32,
+
+    /// REST writes (POST, PATCH, DELETE other than comments and sign-in)
+    /// per user per minute before 429.
+    #[arg(long, env = "VRIDGE_LIMIT_REST_WRITE", default_value_t = 60)]
+    pub limit_rest_write: u32,
+
+    /// WebSocket upgrade attempts per client address per minute before 429.
+    #[arg(long, env = "VRIDGE_LIMIT_UPGRADES_PER_IP", default_value_t = 120)]
+    pub limit_upgrades_per_ip: u32,
 }
 
 impl Config {
@@ -251,6 +286,22 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.max(1))
+    }
+
+    pub fn password_hash_wait(&self) -> Duration {
+        Duration::from_millis(self.password_hash_wait_ms)
+    }
+
+    /// Concurrent password hashes: the flag, or the CPUs when it is 0.
+    pub fn password_hash_slots(&self) -> usize {
+        match self.password_hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
     }
 
     /// A configuration from command-line style arguments, ignoring nothing:

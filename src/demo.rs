@@ -12,7 +12,7 @@ use crate::app::AppState;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
-use crate::auth::{TokenKind, password};
+use crate::auth::TokenKind;
 use crate::domain::Role;
 use crate::store::{NewFeedback, NewUser, StoreError, User};
 
@@ -117,7 +117,9 @@ pub async fn seed(state: &AppState, addr: SocketAddr) -> Result<Demo, DemoError>
             .take(DEMO_PASSWORD_CHARS)
             .map(char::from)
             .collect();
-        let hash = password::hash(password.clone())
+        let hash = state
+            .hashes
+            .hash(password.clone())
             .await
             .map_err(|_| DemoError::Password)?;
         state.store.set_password_hash(user.id, &hash).await?;

@@ -1,10 +1,15 @@
 //! Per-user message rate limits (governor), keyed by user within one limiter
-//! per message kind, with the product's quotas as defaults. Keyed state is
-//! pruned periodically ([`RateLimits::prune`]) so it does not grow with every
-//! user ever seen.
+//! per message kind, with the product's quotas as defaults, and the
+//! per-address quota on WebSocket upgrade attempts. A comment costs the same
+//! quota whether it arrives on a socket or over REST; other REST writes share
+//! `RestWrite`. Keyed state is pruned periodically ([`RateLimits::prune`]) so
+//! it does not grow with every user ever seen.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use vridge_protocol::UserId;
 
@@ -17,6 +22,9 @@ pub enum LimitedKind {
     Typing,
     ReactionAdd,
     Other,
+    /// A REST write other than a comment (projects, members, feedback,
+    /// token refresh and sign-out).
+    RestWrite,
 }
 
 impl LimitedKind {
@@ -30,9 +38,12 @@ impl LimitedKind {
     }
 }
 
-/// One keyed limiter per kind; `None` when limits are lifted.
+/// One keyed limiter per kind, and one per address for upgrades; `None`
+/// when limits are lifted.
 pub struct RateLimits {
-    limiters: Option<[DefaultKeyedRateLimiter<UserId>; 4]>,
+    limiters: Option<[DefaultKeyedRateLimiter<UserId>; 5]>,
+    upgrades: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    clock: DefaultClock,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -49,8 +60,13 @@ fn per_minute(n: u32) -> Quota {
 
 impl RateLimits {
     pub fn from_config(config: &Config) -> Self {
+        let clock = DefaultClock::default();
         if config.no_rate_limits {
-            return Self { limiters: None };
+            return Self {
+                limiters: None,
+                upgrades: None,
+                clock,
+            };
         }
         Self {
             limiters: Some([
@@ -58,22 +74,43 @@ impl RateLimits {
                 RateLimiter::keyed(per_minute(config.limit_typing)),
                 RateLimiter::keyed(per_minute(config.limit_reaction_add)),
                 RateLimiter::keyed(per_minute(config.limit_other)),
+                RateLimiter::keyed(per_minute(config.limit_rest_write)),
             ]),
+            upgrades: Some(RateLimiter::keyed(per_minute(config.limit_upgrades_per_ip))),
+            clock,
         }
     }
 
     /// True when `user` may send one more message of `kind` now.
     pub fn allow(&self, user: UserId, kind: LimitedKind) -> bool {
+        self.check(user, kind).is_ok()
+    }
+
+    /// Counts one `kind` for `user`; `Err(wait)` when over quota.
+    pub fn check(&self, user: UserId, kind: LimitedKind) -> Result<(), Duration> {
         let Some(limiters) = &self.limiters else {
-            return true;
+            return Ok(());
         };
         let i = match kind {
             LimitedKind::CommentAdd => 0,
             LimitedKind::Typing => 1,
             LimitedKind::ReactionAdd => 2,
             LimitedKind::Other => 3,
+            LimitedKind::RestWrite => 4,
         };
-        limiters[i].check_key(&user).is_ok()
+        limiters[i]
+            .check_key(&user)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Counts one WebSocket upgrade attempt from `ip`; `Err(wait)` when over quota.
+    pub fn check_upgrade(&self, ip: IpAddr) -> Result<(), Duration> {
+        let Some(upgrades) = &self.upgrades else {
+            return Ok(());
+        };
+        upgrades
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Forgets users whose quota has fully replenished.
@@ -83,6 +120,10 @@ impl RateLimits {
                 l.retain_recent();
                 l.shrink_to_fit();
             }
+        }
+        if let Some(upgrades) = &self.upgrades {
+            upgrades.retain_recent();
+            upgrades.shrink_to_fit();
         }
     }
 
@@ -119,6 +160,29 @@ mod tests {
             limits.allow(1, LimitedKind::Typing),
             "another kind has its own quota"
         );
+    }
+
+    #[test]
+    fn upgrades_are_limited_per_address_and_rest_writes_per_user() {
+        let limits = RateLimits::from_config(&config(&[
+            "--limit-upgrades-per-ip",
+            "3",
+            "--limit-rest-write",
+            "2",
+        ]));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        for _ in 0..3 {
+            assert!(limits.check_upgrade(a).is_ok());
+        }
+        let wait = limits.check_upgrade(a).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20));
+        assert!(limits.check_upgrade([10, 0, 0, 2].into()).is_ok());
+        assert!(limits.check(1, LimitedKind::RestWrite).is_ok());
+        assert!(limits.check(1, LimitedKind::RestWrite).is_ok());
+        assert!(limits.check(1, LimitedKind::RestWrite).is_err());
+        assert!(limits.check(1, LimitedKind::CommentAdd).is_ok());
+        let lifted = RateLimits::from_config(&config(&["--no-rate-limits"]));
+        assert!((0..1000).all(|_| lifted.check_upgrade(a).is_ok()));
     }
 
     #[test]

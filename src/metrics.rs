@@ -99,6 +99,8 @@ pub struct Metrics {
     pub keepalive_closes: AtomicU64,
     /// Time from writing a ping to reading its pong.
     pub pong_seconds: Histogram,
+    /// Connections and REST requests refused or cut by the HTTP layer.
+    pub http: HttpMetrics,
 }
 
 impl Default for Metrics {
@@ -123,6 +125,7 @@ impl Default for Metrics {
             pongs_received: AtomicU64::new(0),
             keepalive_closes: AtomicU64::new(0),
             pong_seconds: Histogram::new(&[0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]),
+            http: HttpMetrics::default(),
         }
     }
 }
@@ -250,7 +253,69 @@ impl Metrics {
             "vridge_pong_seconds",
             "Time from writing a ping to reading its pong.",
         );
+        self.http.render(&mut out);
         out
+    }
+}
+
+/// The accept loop's and REST layer's counters: what a hostile or broken
+/// client cost, and what the server refused.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    /// TCP connections open (HTTP, and sockets upgraded from them).
+    pub connections_open: AtomicI64,
+    /// Connections closed at once: their address held `--max-connections-per-ip`.
+    pub connections_refused: AtomicU64,
+    /// Connections closed for not sending a request head in time.
+    pub header_timeouts: AtomicU64,
+    /// Accepts that failed because the process or system ran out of files.
+    pub accept_fd_exhausted: AtomicU64,
+    /// REST requests and upgrades answered 429.
+    pub rate_limited: AtomicU64,
+    /// Sign-ups and sign-ins answered 503: every hashing slot stayed busy.
+    pub hash_busy: AtomicU64,
+}
+
+impl HttpMetrics {
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP vridge_connections_open TCP connections open.\n# TYPE vridge_connections_open gauge\nvridge_connections_open {}",
+            self.connections_open.load(Relaxed)
+        );
+        for (name, help, v) in [
+            (
+                "vridge_connections_refused_total",
+                "Connections closed at once for their address's connection cap.",
+                &self.connections_refused,
+            ),
+            (
+                "vridge_header_timeouts_total",
+                "Connections closed for not sending a request head in time.",
+                &self.header_timeouts,
+            ),
+            (
+                "vridge_accept_fd_exhausted_total",
+                "Accepts that failed with EMFILE or ENFILE.",
+                &self.accept_fd_exhausted,
+            ),
+            (
+                "vridge_http_rate_limited_total",
+                "REST requests and upgrades answered 429.",
+                &self.rate_limited,
+            ),
+            (
+                "vridge_password_hash_busy_total",
+                "Sign-ups and sign-ins answered 503 (hashing saturated).",
+                &self.hash_busy,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
     }
 }
 

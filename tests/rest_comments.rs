@@ -141,7 +141,8 @@ fn ids(reply: &Reply) -> Vec<i64> {
 
 #[tokio::test]
 async fn feedback_history_is_newest_first_and_pages_with_a_cursor() {
-    let server = TestServer::spawn().await;
+    // 30 comments by one editor: past the default comment quota.
+    let server = TestServer::spawn_with(&["--limit-comment-add", "1000"]).await;
     let f = server.fixture().await;
     let editor = Api::new(&server).as_token(&server.token(f.editor.id));
     let mut written = Vec::new();
@@ -282,7 +283,7 @@ async fn history_carries_an_etag_and_answers_304() {
 
 #[tokio::test]
 async fn large_history_is_gzipped_when_accepted_and_small_responses_are_not() {
-    let server = TestServer::spawn().await;
+    let server = TestServer::spawn_with(&["--limit-comment-add", "1000"]).await;
     let f = server.fixture().await;
     let editor = Api::new(&server).as_token(&server.token(f.editor.id));
     for i in 0..20 {
@@ -328,4 +329,43 @@ async fn large_history_is_gzipped_when_accepted_and_small_responses_are_not() {
         .await
         .unwrap();
     assert!(small.headers().get("content-encoding").is_none());
+}
+
+#[tokio::test]
+async fn rest_and_socket_comments_share_one_quota_and_past_it_rest_gets_429() {
+    let server = TestServer::spawn().await;
+    let f = server.fixture().await;
+    let editor = Api::new(&server).as_token(&server.token(f.editor.id));
+    // Five over the socket, five over REST: the default quota of ten a minute.
+    let (mut socket, _) = server.join(f.project.id, f.editor.id).await;
+    for i in 0..5 {
+        socket
+            .send(&comment_add(f.feedback[0], &format!("ws {i}"), None))
+            .await;
+        socket.expect(is_ack).await;
+    }
+    for i in 0..5 {
+        let r = add(&editor, f.feedback[0], &format!("rest {i}"), None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let over = add(&editor, f.feedback[0], "one too many", None).await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(over.error(), "rate_limited");
+    let wait: u64 = over.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // The socket is over the same quota.
+    socket
+        .send(&comment_add(f.feedback[0], "over on the socket", None))
+        .await;
+    match socket.expect(|m| is_error(m) || is_ack(m)).await {
+        ServerMessage::Error { message, .. } => assert_eq!(message, "Rate limit exceeded"),
+        other => panic!("expected the rate-limit error, got {other:?}"),
+    }
+    // Nothing over the quota was stored; another user has their own quota.
+    assert_eq!(server.stored_comments(f.project.id).await.len(), 10);
+    let other = Api::new(&server).as_token(&server.token(f.editor2.id));
+    assert_eq!(
+        add(&other, f.feedback[0], "mine", None).await.status,
+        StatusCode::CREATED
+    );
 }

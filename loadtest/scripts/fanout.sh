@@ -11,7 +11,7 @@ P=$1; R=$2; D=$3; shift 3
 PIDS=(); URLS=(); CLIENTS=()
 for i in 0 1; do
   RUST_LOG=warn $B/vridge-realtime --data-dir ${BENCH_DIR:-/tmp/bench}/pg --database-url $PG --db-max-connections 20 --jwt-secret "$SECRET" \
-    --bind 127.0.0.1:$((18081+i)) --no-rate-limits --max-sockets-per-user 100 > ${BENCH_DIR:-/tmp/bench}/$SCEN-server-$i.log 2>&1 &
+    --bind 127.0.0.1:$((18081+i)) --no-rate-limits --max-sockets-per-user 100 --max-connections-per-ip 0 > ${BENCH_DIR:-/tmp/bench}/$SCEN-server-$i.log 2>&1 &
   PIDS+=($!); URLS+=(--url ws://127.0.0.1:$((18081+i)))
 done
 sleep 2

@@ -13,7 +13,7 @@ SETTLE=$(( 16670 / RATE + 20 ))
 PIDS=(); URLS=(); CLIENTS=()
 for i in $(seq 0 $((N-1))); do
   RUST_LOG=warn $B/vridge-realtime --data-dir ${BENCH_DIR:-/tmp/bench}/i100k --jwt-secret "$SECRET" --bind 127.0.0.1:$((18100+i)) \
-    --no-rate-limits --max-sockets-per-user 100 ${EXTRA:-} > ${BENCH_DIR:-/tmp/bench}/i100k-server-$i.log 2>&1 &
+    --no-rate-limits --max-sockets-per-user 100 --max-connections-per-ip 0 ${EXTRA:-} > ${BENCH_DIR:-/tmp/bench}/i100k-server-$i.log 2>&1 &
   PIDS+=($!); URLS+=(--url ws://127.0.0.1:$((18100+i)))
 done
 sleep 2

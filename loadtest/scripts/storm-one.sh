@@ -7,7 +7,7 @@ SECRET="${SECRET:-bench-secret-of-at-least-32-bytes-long!!}"
 . "$(dirname "$0")/time-wait.sh"
 wait_for_time_wait
 RUST_LOG=warn $B/vridge-realtime --data-dir ${BENCH_DIR:-/tmp/bench}/idle --jwt-secret "$SECRET" --bind 127.0.0.1:18080 \
-  --no-rate-limits --max-sockets-per-user 100 > ${BENCH_DIR:-/tmp/bench}/storm-one-server.log 2>&1 &
+  --no-rate-limits --max-sockets-per-user 100 --max-connections-per-ip 0 > ${BENCH_DIR:-/tmp/bench}/storm-one-server.log 2>&1 &
 PID=$!
 sleep 1.5
 $B/vridge-loadtest --no-progress --provisioning ${BENCH_DIR:-/tmp/bench}/idle.jsonl --url ws://127.0.0.1:18080 --server-pid $PID \

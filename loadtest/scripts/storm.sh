@@ -9,7 +9,7 @@ wait_for_time_wait
 PIDS=(); URLS=(); CLIENTS=()
 for i in 0 1; do
   RUST_LOG=warn $B/vridge-realtime --data-dir ${BENCH_DIR:-/tmp/bench}/pg --database-url postgres://postgres@127.0.0.1:5432/vridge_bench --db-max-connections 20 --jwt-secret "$SECRET" --bind 127.0.0.1:$((18110+i)) \
-    --no-rate-limits --max-sockets-per-user 100 > ${BENCH_DIR:-/tmp/bench}/storm-server-$i.log 2>&1 &
+    --no-rate-limits --max-sockets-per-user 100 --max-connections-per-ip 0 > ${BENCH_DIR:-/tmp/bench}/storm-server-$i.log 2>&1 &
   PIDS+=($!); URLS+=(--url ws://127.0.0.1:$((18110+i)))
 done
 sleep 2

@@ -1,5 +1,6 @@
 //! Authentication: JWT access and refresh tokens, their keys, and passwords.
 
+pub mod hash_pool;
 pub mod jwt;
 pub mod keys;
 pub mod password;

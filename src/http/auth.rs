@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
@@ -24,7 +25,9 @@ use super::input;
 use super::login_limit::LoginLimits;
 use super::views::UserView;
 use crate::app::AppState;
-use crate::auth::{TokenKind, password};
+use crate::auth::password::{self, PasswordError};
+use crate::auth::{Claims, TokenKind};
+use crate::limits::LimitedKind;
 use crate::store::{NewUser, RefreshUse, User};
 use crate::time::now_ms;
 
@@ -84,6 +87,32 @@ fn jti_hash(jti: &str) -> String {
         .collect()
 }
 
+/// A 429 for a sign-up or sign-in over its quota, counted.
+fn refused(app: &AppState, wait: Duration) -> ApiError {
+    app.metrics.http.rate_limited.fetch_add(1, Relaxed);
+    ApiError::rate_limited(wait)
+}
+
+/// A hashing failure as an answer; saturation (503) is counted.
+fn hashing_failed(app: &AppState, e: PasswordError) -> ApiError {
+    if matches!(e, PasswordError::Busy) {
+        app.metrics.http.hash_busy.fetch_add(1, Relaxed);
+    }
+    e.into()
+}
+
+/// Counts a refresh or sign-out against its user's REST write quota (the
+/// user is known only once the refresh token verifies).
+fn count_write(app: &AppState, claims: &Claims) -> Result<(), ApiError> {
+    let user = claims
+        .sub
+        .parse()
+        .map_err(|_| ApiError::Unauthorized("invalid token"))?;
+    app.limits
+        .check(user, LimitedKind::RestWrite)
+        .map_err(|wait| refused(app, wait))
+}
+
 /// Mints an access token and a refresh token in `family` for `user`.
 async fn issue(app: &AppState, user: User, family: &str) -> Result<TokenPair, ApiError> {
     let refresh_ttl = Duration::from_secs(app.config.refresh_token_ttl_secs);
@@ -113,18 +142,31 @@ async fn issue(app: &AppState, user: User, family: &str) -> Result<TokenPair, Ap
         (status = 201, description = "Account created", body = UserView),
         (status = 409, description = "The email is taken", body = ErrorBody),
         (status = 422, description = "Invalid email, username or password", body = ErrorBody),
+        (status = 429, description = "Too many sign-ups from this address",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Too many sign-ups and sign-ins at once",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn register(
     State(app): State<AppState>,
+    Extension(limits): Extension<Arc<LoginLimits>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<RegisterRequest>,
 ) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
+    limits
+        .register(peer.ip())
+        .map_err(|wait| refused(&app, wait))?;
     let email = input::email(&req.email)?;
     let username = input::username(&req.username)?;
     input::password(&req.password)?;
     if app.store.user_by_email(&email).await?.is_some() {
         return Err(ApiError::Conflict("an account with this email exists"));
     }
-    let hash = password::hash(req.password).await?;
+    let hash = app
+        .hashes
+        .hash(req.password)
+        .await
+        .map_err(|e| hashing_failed(&app, e))?;
     let user = app
         .store
         .create_user(&NewUser {
@@ -149,6 +191,8 @@ pub async fn register(
         (status = 401, description = "Wrong email or password", body = ErrorBody),
         (status = 429, description = "Too many attempts for this email or address",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Too many sign-ups and sign-ins at once",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn login(
     State(app): State<AppState>,
@@ -159,9 +203,7 @@ pub async fn login(
     let email = req.email.trim().to_lowercase();
     limits
         .attempt(&email, peer.ip())
-        .map_err(|wait| ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs_f64().ceil() as u64,
-        })?;
+        .map_err(|wait| refused(&app, wait))?;
     let found = if req.password.chars().count() > password::MAX_PASSWORD_CHARS {
         None
     } else {
@@ -171,7 +213,11 @@ pub async fn login(
         Some((user, stored)) => (Some(user), stored),
         None => (None, None),
     };
-    let ok = password::verify(req.password, stored).await?;
+    let ok = app
+        .hashes
+        .verify(req.password, stored)
+        .await
+        .map_err(|e| hashing_failed(&app, e))?;
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
@@ -186,12 +232,15 @@ pub async fn login(
     responses(
         (status = 200, description = "A new pair", body = TokenPair),
         (status = 401, description = "Invalid, expired, revoked or reused token", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn refresh(
     State(app): State<AppState>,
     Json(req): Json<RefreshRequest>,
 ) -> Result<axum::Json<TokenPair>, ApiError> {
     let claims = app.jwt.verify(&req.refresh_token, TokenKind::Refresh)?;
+    count_write(&app, &claims)?;
     match app.store.use_refresh_token(&jti_hash(&claims.jti)).await? {
         RefreshUse::Rotated { user, family } if user.to_string() == claims.sub => {
             let user = app
@@ -213,12 +262,15 @@ pub async fn refresh(
     responses(
         (status = 204, description = "Signed out"),
         (status = 401, description = "Invalid or unknown token", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn logout(
     State(app): State<AppState>,
     Json(req): Json<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
     let claims = app.jwt.verify(&req.refresh_token, TokenKind::Refresh)?;
+    count_write(&app, &claims)?;
     if app
         .store
         .revoke_refresh_token_family(&jti_hash(&claims.jti))

@@ -23,7 +23,7 @@ use vridge_protocol::{CommentId, FeedbackId, NewComment, ProjectId};
 use super::access::{self, Need};
 use super::error::{ApiError, ErrorBody};
 use super::etag::json_with_etag;
-use super::extract::{AuthUser, Json, Path, Query};
+use super::extract::{AuthUser, Commenter, Json, Path, Query};
 use super::views::{CommentFeed, CommentPage, CommentView};
 use crate::app::AppState;
 use crate::domain::{IdempotencyKey, ValidComment};
@@ -200,11 +200,13 @@ pub async fn project_feed(
         (status = 403, description = "Viewers may not comment", body = ErrorBody),
         (status = 404, description = "No such item, or not a member of its project", body = ErrorBody),
         (status = 422, description = "Invalid comment or idempotency key", body = ErrorBody),
+        (status = 429, description = "Over the comment quota (shared with the socket's comment_add)",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Not stored; retry with the same key", body = ErrorBody),
     ))]
 pub async fn add_comment(
     State(app): State<AppState>,
-    AuthUser(user): AuthUser,
+    Commenter(user): Commenter,
     Path(feedback): Path<FeedbackId>,
     headers: HeaderMap,
     Json(req): Json<AddComment>,

@@ -49,6 +49,12 @@ pub enum ApiError {
     /// A dependency is not available right now (503); retrying may succeed.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// Saturated right now (503, with `Retry-After`): retry after this long.
+    #[error("{message}")]
+    Overloaded {
+        message: &'static str,
+        retry_after_secs: u64,
+    },
     /// Anything else (500): logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,7 +70,9 @@ impl ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Rejected { status, .. } => *status,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,8 +91,15 @@ impl ApiError {
                 _ => "bad_request",
             },
             ApiError::TooManyRequests { .. } => "rate_limited",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// A 429 telling the client to wait `wait` (at least a second).
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
         }
     }
 
@@ -110,7 +125,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         match self {
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::Overloaded {
+                retry_after_secs, ..
+            } => {
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs.max(1)),
@@ -150,7 +168,13 @@ impl From<AuthError> for ApiError {
 
 impl From<PasswordError> for ApiError {
     fn from(e: PasswordError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            PasswordError::Busy => ApiError::Overloaded {
+                message: "too many sign-ins at once, please retry",
+                retry_after_secs: 2,
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Extractors for REST handlers: the authenticated user (a Bearer access
-//! token), and JSON, query and path extractors whose rejections render as
-//! [`ApiError`] bodies instead of axum's plain text.
+//! token), the same user counted against a write quota, and JSON, query and
+//! path extractors whose rejections render as [`ApiError`] bodies instead of
+//! axum's plain text.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -12,6 +13,7 @@ use vridge_protocol::UserId;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::AuthError;
+use crate::limits::LimitedKind;
 
 /// The user a request acts for, from `Authorization: Bearer <access token>`.
 /// Refresh tokens, expired or foreign tokens are refused with 401.
@@ -35,6 +37,46 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or(AuthError::Missing)?;
         Ok(AuthUser(app.jwt.verify_access(token)?))
     }
+}
+
+/// The user of a REST write, counted against their `RestWrite` quota (429
+/// with `Retry-After` past it) before the body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writer(pub UserId);
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, app).await?;
+        count(app, user, LimitedKind::RestWrite)?;
+        Ok(Writer(user))
+    }
+}
+
+/// The author of a REST comment, counted against the same `comment_add`
+/// quota as the socket's messages, so either way holds the same limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commenter(pub UserId);
+
+impl FromRequestParts<AppState> for Commenter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, app).await?;
+        count(app, user, LimitedKind::CommentAdd)?;
+        Ok(Commenter(user))
+    }
+}
+
+fn count(app: &AppState, user: UserId, kind: LimitedKind) -> Result<(), ApiError> {
+    app.limits.check(user, kind).map_err(|wait| {
+        app.metrics
+            .http
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::rate_limited(wait)
+    })
 }
 
 fn rejected(status: axum::http::StatusCode, message: String) -> ApiError {

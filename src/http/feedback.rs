@@ -14,7 +14,7 @@ use vridge_protocol::{FeedbackId, ProjectId, ServerMessage};
 use super::access::{self, NO_FEEDBACK, Need};
 use super::error::{ApiError, ErrorBody};
 use super::etag::json_with_etag;
-use super::extract::{AuthUser, Json, Path, Query};
+use super::extract::{AuthUser, Json, Path, Query, Writer};
 use super::input::{self, FEEDBACK_STATUSES, PRIORITIES};
 use super::views::{FeedbackList, FeedbackView};
 use crate::app::AppState;
@@ -103,13 +103,15 @@ pub async fn list(
     responses(
         (status = 201, description = "Created", body = FeedbackView),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Viewers may not create feedback", body = ErrorBody),
         (status = 404, description = "No such project, or not a member", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
     ))]
 pub async fn create(
     State(app): State<AppState>,
-    AuthUser(user): AuthUser,
+    Writer(user): Writer,
     Path(project): Path<ProjectId>,
     Json(req): Json<CreateFeedback>,
 ) -> Result<(StatusCode, axum::Json<FeedbackView>), ApiError> {
@@ -159,13 +161,15 @@ pub async fn create(
     responses(
         (status = 200, description = "Updated", body = FeedbackView),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Viewers may not change feedback", body = ErrorBody),
         (status = 404, description = "No such item, or not a member of its project", body = ErrorBody),
         (status = 422, description = "Invalid or missing status/priority", body = ErrorBody),
     ))]
 pub async fn update(
     State(app): State<AppState>,
-    AuthUser(user): AuthUser,
+    Writer(user): Writer,
     Path(feedback): Path<FeedbackId>,
     Json(req): Json<UpdateFeedback>,
 ) -> Result<axum::Json<FeedbackView>, ApiError> {

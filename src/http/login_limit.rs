@@ -1,7 +1,9 @@
-//! Sign-in throttling: governor quotas per email and per client IP, so that
-//! password guessing against one account, or from one address, slows to a
-//! crawl (429 with Retry-After). Every attempt counts. Keyed state is pruned
-//! by [`LoginLimits::prune`] so it does not grow with every email ever tried.
+//! Sign-in and sign-up throttling: governor quotas per email and per client
+//! IP, so that password guessing against one account, or from one address,
+//! slows to a crawl (429 with Retry-After), and so that one address cannot
+//! make the server hash passwords for thousands of sign-ups. Every attempt
+//! counts. Keyed state is pruned by [`LoginLimits::prune`] so it does not
+//! grow with every email ever tried.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -15,6 +17,7 @@ use crate::config::Config;
 pub struct LoginLimits {
     per_email: DefaultKeyedRateLimiter<String>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    register_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
 }
 
@@ -33,6 +36,7 @@ impl LoginLimits {
         Self {
             per_email: RateLimiter::keyed(per_minute(config.login_attempts_per_email)),
             per_ip: RateLimiter::keyed(per_minute(config.login_attempts_per_ip)),
+            register_per_ip: RateLimiter::keyed(per_minute(config.register_attempts_per_ip)),
             clock: DefaultClock::default(),
         }
     }
@@ -49,11 +53,20 @@ impl LoginLimits {
         }
     }
 
+    /// Counts one sign-up from `ip`; `Err(wait)` when over quota.
+    pub fn register(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.register_per_ip
+            .check_key(&ip)
+            .map_err(|a| a.wait_time_from(self.clock.now()))
+    }
+
     /// Forgets keys whose quota has fully replenished.
     pub fn prune(&self) {
         self.per_email.retain_recent();
         self.per_ip.retain_recent();
+        self.register_per_ip.retain_recent();
         self.per_email.shrink_to_fit();
         self.per_ip.shrink_to_fit();
+        self.register_per_ip.shrink_to_fit();
     }
 }

@@ -14,7 +14,7 @@ use vridge_protocol::{ProjectId, UserId, close};
 
 use super::access::{self, Need};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AuthUser, Json, Path};
+use super::extract::{Json, Path, Writer};
 use super::input;
 use super::views::MemberView;
 use crate::app::AppState;
@@ -82,6 +82,8 @@ async fn member_view(
     responses(
         (status = 201, description = "Added", body = MemberView),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Only admins and the owner invite", body = ErrorBody),
         (status = 404, description = "No such project (or not a member), or no account with this email", body = ErrorBody),
         (status = 409, description = "Already a member", body = ErrorBody),
@@ -89,7 +91,7 @@ async fn member_view(
     ))]
 pub async fn invite(
     State(app): State<AppState>,
-    AuthUser(actor): AuthUser,
+    Writer(actor): Writer,
     Path(project): Path<ProjectId>,
     Json(req): Json<InviteRequest>,
 ) -> Result<(StatusCode, axum::Json<MemberView>), ApiError> {
@@ -137,13 +139,15 @@ async fn target_role(app: &AppState, project: ProjectId, user: UserId) -> Result
     responses(
         (status = 200, description = "Changed", body = MemberView),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed, or the target is the owner", body = ErrorBody),
         (status = 404, description = "No such project or member", body = ErrorBody),
         (status = 422, description = "Invalid role", body = ErrorBody),
     ))]
 pub async fn change_role(
     State(app): State<AppState>,
-    AuthUser(actor): AuthUser,
+    Writer(actor): Writer,
     Path((project, user)): Path<(ProjectId, UserId)>,
     Json(req): Json<RoleRequest>,
 ) -> Result<axum::Json<MemberView>, ApiError> {
@@ -169,12 +173,14 @@ pub async fn change_role(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Not allowed, or the target is the owner", body = ErrorBody),
         (status = 404, description = "No such project or member", body = ErrorBody),
     ))]
 pub async fn remove(
     State(app): State<AppState>,
-    AuthUser(actor): AuthUser,
+    Writer(actor): Writer,
     Path((project, user)): Path<(ProjectId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
     access::require(&app, project, actor, Need::Manage).await?;

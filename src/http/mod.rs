@@ -1,11 +1,15 @@
 //! The HTTP surface: health, metrics, the WebSocket endpoint, the review
-//! page (`/` and `/assets/…`, see [`page`]) and the REST API. Each resource module exposes its own router and they are merged
+//! page (`/` and `/assets/…`, see [`page`]) and the REST API. Each resource
+//! module exposes its own router and they are merged
 //! here; the REST routes share CORS, a body-size limit, a request timeout,
 //! gzip for responses over 1 KiB, and JSON errors ([`error::ApiError`]).
+//! Every route closes a connection whose request body it left unread
+//! ([`early_close`]); [`serve`] is the accept loop under all of it.
 
 mod access;
 mod auth;
 mod comments;
+mod early_close;
 pub mod error;
 mod etag;
 mod extract;
@@ -17,8 +21,13 @@ mod me;
 mod members;
 pub mod openapi;
 mod page;
+mod per_ip;
 mod projects;
+pub mod serve;
+mod upgrade_limit;
 mod views;
+
+pub use upgrade_limit::refuse_upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(page::router())
         .merge(rest(&state.config, limits))
         .fallback(|| async { ApiError::NotFound("no such route") })
+        .layer(middleware::from_fn(early_close::close_if_body_unread))
         .with_state(state)
 }
 

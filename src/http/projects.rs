@@ -12,7 +12,7 @@ use vridge_protocol::ProjectId;
 
 use super::access::{self, NO_PROJECT, Need};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AuthUser, Json, Path, Query};
+use super::extract::{AuthUser, Json, Path, Query, Writer};
 use super::input;
 use super::views::{MemberView, ProjectDetail, ProjectPage, ProjectView};
 use crate::app::AppState;
@@ -135,11 +135,13 @@ pub async fn list(
     responses(
         (status = 201, description = "Created", body = ProjectDetail),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 422, description = "Invalid name or description", body = ErrorBody),
     ))]
 pub async fn create(
     State(app): State<AppState>,
-    AuthUser(user): AuthUser,
+    Writer(user): Writer,
     Json(req): Json<CreateProject>,
 ) -> Result<(StatusCode, axum::Json<ProjectDetail>), ApiError> {
     input::text("name", &req.name, input::MAX_NAME_CHARS, true)?;
@@ -201,13 +203,15 @@ pub async fn detail(
     responses(
         (status = 200, description = "The updated project", body = ProjectDetail),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 403, description = "Viewers may not change a project", body = ErrorBody),
         (status = 404, description = "No such project, or not a member", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
     ))]
 pub async fn update(
     State(app): State<AppState>,
-    AuthUser(user): AuthUser,
+    Writer(user): Writer,
     Path(project): Path<ProjectId>,
     Json(req): Json<UpdateProject>,
 ) -> Result<axum::Json<ProjectDetail>, ApiError> {

@@ -115,6 +115,9 @@ async fn upgrade(
     Path(project): Path<String>,
     mut req: Request,
 ) -> Response {
+    if let Some(refused) = crate::http::refuse_upgrade(&app, &req) {
+        return refused;
+    }
     let Ok(project) = project.parse::<i64>() else {
         return (StatusCode::NOT_FOUND, "unknown project").into_response();
     };

@@ -1,0 +1,22 @@
+//! The per-address quota on WebSocket upgrade attempts
+//! (`--limit-upgrades-per-ip`), checked before the handshake: an address
+//! retrying upgrades with bad tokens, or reconnecting in a tight loop, gets
+//! HTTP 429 with `Retry-After` instead of a 101 and a session to set up.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::app::AppState;
+
+/// `Some(429)` when the upgrade's address is over its quota.
+pub fn refuse_upgrade(app: &AppState, req: &Request) -> Option<Response> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0;
+    let wait = app.limits.check_upgrade(peer.ip()).err()?;
+    app.metrics.http.rate_limited.fetch_add(1, Relaxed);
+    tracing::debug!(ip = %peer.ip(), "upgrade refused: over the address's quota");
+    Some(ApiError::rate_limited(wait).into_response())
+}
