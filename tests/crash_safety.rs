@@ -67,6 +67,16 @@ async fn flood(url: &str, feedback: i64) -> Client {
     c
 }
 
+/// Every stored comment of `project`, oldest first.
+async fn all_comments(server: &TestServer, project: i64) -> Vec<vridge_protocol::Comment> {
+    server
+        .state
+        .store
+        .comments_since(project, 0, 10_000)
+        .await
+        .unwrap()
+}
+
 /// RSS of a process in KiB (from /proc), to record memory around the run.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -125,12 +135,7 @@ async fn sigkill_mid_flood(seeder: TestServer) {
         }
     }
 
-    let stored = seeder
-        .state
-        .store
-        .comments_since(f.project.id, 0, 10_000)
-        .await
-        .unwrap();
+    let stored = all_comments(&seeder, f.project.id).await;
     let stored_ids: std::collections::HashSet<i64> = stored.iter().map(|c| c.id).collect();
     for (key, id) in &acked {
         assert!(
@@ -166,12 +171,7 @@ async fn sigkill_mid_flood(seeder: TestServer) {
             _ => {}
         }
     }
-    let stored = seeder
-        .state
-        .store
-        .comments_since(f.project.id, 0, 10_000)
-        .await
-        .unwrap();
+    let stored = all_comments(&seeder, f.project.id).await;
     assert_eq!(stored.len(), FLOOD, "each comment stored exactly once");
     let mut texts: Vec<&str> = stored.iter().map(|c| c.text.as_str()).collect();
     texts.sort_unstable();

@@ -82,17 +82,7 @@ async fn reconnects_within_the_grace_are_silent_on_one_node() {
     churn
         .send(&ClientMessage::TypingIndicator { is_typing: true })
         .await;
-    watcher
-        .expect(|m| {
-            matches!(
-                m,
-                ServerMessage::Typing {
-                    is_typing: true,
-                    ..
-                }
-            )
-        })
-        .await;
+    watcher.expect(is_typing_start).await;
     close(churn).await;
     let closed = Instant::now();
     let mut stop_first = true;
@@ -182,16 +172,7 @@ async fn reconnects_within_the_grace_are_silent_across_nodes() {
     churn
         .send(&ClientMessage::TypingIndicator { is_typing: true })
         .await;
-    w0.expect(|m| {
-        matches!(
-            m,
-            ServerMessage::Typing {
-                is_typing: true,
-                ..
-            }
-        )
-    })
-    .await;
+    w0.expect(is_typing_start).await;
     close(churn).await;
     let closed = Instant::now();
     tokio::time::timeout(GRACE, async {
@@ -257,4 +238,14 @@ async fn a_held_leave_on_one_node_is_no_leave_while_another_node_holds_the_user(
     assert!(seen.is_empty(), "{seen:?}");
     let (_late, state) = n0.join(f.project.id, f.owner.id).await;
     assert!(state.online_users.contains(&f.viewer.id));
+}
+
+fn is_typing_start(m: &ServerMessage) -> bool {
+    matches!(
+        m,
+        ServerMessage::Typing {
+            is_typing: true,
+            ..
+        }
+    )
 }
