@@ -10,10 +10,11 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use vridge_protocol::codec::encode;
 use vridge_protocol::{Comment, Encoding, ServerMessage};
+use vridge_realtime::broker::Presence;
 use vridge_realtime::metrics::Metrics;
+use vridge_realtime::outbound::{Inbox, OutFrame, Outbox};
 use vridge_realtime::room::{Registry, RoomSettings};
 use vridge_realtime::store::Store;
-use vridge_realtime::ws::outbox::{Inbox, OutFrame, Outbox};
 
 const MEMBERS: usize = 1000;
 const PROJECT: i64 = 1;
@@ -68,6 +69,7 @@ fn through_the_room(c: &mut Criterion) {
             typing_timeout: Duration::from_secs(10),
             presence_leave_grace: Duration::ZERO,
             store,
+            presence: Presence::Local,
         },
         metrics.clone(),
     );

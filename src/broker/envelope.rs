@@ -44,6 +44,32 @@ impl Envelope {
         Ok(rmp_serde::to_vec_named(self)?)
     }
 
+    /// An event envelope, encoded from a borrowed message: the publisher
+    /// keeps its message for this node's members, with no copy made for
+    /// the wire. Reads back as an [`Envelope`] with a [`Payload::Event`].
+    pub fn encode_event(
+        origin: NodeId,
+        project: ProjectId,
+        message: &ServerMessage,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        #[derive(Serialize)]
+        struct EventEnvelope<'a> {
+            origin: NodeId,
+            project: ProjectId,
+            payload: EventPayload<'a>,
+        }
+        #[derive(Serialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        enum EventPayload<'a> {
+            Event { message: &'a ServerMessage },
+        }
+        Ok(rmp_serde::to_vec_named(&EventEnvelope {
+            origin,
+            project,
+            payload: EventPayload::Event { message },
+        })?)
+    }
+
     /// Nesting is capped as for client frames, so a corrupt or hostile
     /// publisher cannot exhaust a node's stack.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
@@ -88,6 +114,22 @@ mod tests {
             let bytes = env.encode().unwrap();
             assert_eq!(Envelope::decode(&bytes).unwrap(), env);
         }
+    }
+
+    #[test]
+    fn an_event_encoded_from_a_borrowed_message_reads_back_as_an_envelope() {
+        let message = ServerMessage::Typing {
+            user_id: 3,
+            is_typing: true,
+        };
+        let bytes = Envelope::encode_event(7, 42, &message).unwrap();
+        let owned = Envelope {
+            origin: 7,
+            project: 42,
+            payload: Payload::Event { message },
+        };
+        assert_eq!(Envelope::decode(&bytes).unwrap(), owned);
+        assert_eq!(bytes, owned.encode().unwrap());
     }
 
     #[test]

@@ -1,48 +1,72 @@
-//! Where events go to reach every node's members of a project.
+//! Where events go to reach the members of a project on other nodes, and
+//! who is online across nodes.
 //!
 //! `Memory` is the single-node broker: publishing delivers to this node's
-//! room. `Redis` fans out across nodes with Redis pub/sub and keeps presence
-//! and socket counts cluster-wide ([`redis`]). Both are variants of one enum,
-//! so callers never know which one runs.
+//! rooms. `Redis` fans out across nodes with Redis pub/sub and keeps
+//! presence and socket counts cluster-wide ([`redis`]). Both are variants of
+//! one enum, so callers never know which one runs; presence has the matching
+//! engines ([`Presence`]). Either delivers into this node's rooms through a
+//! sink the broker defines ([`Deliveries`]), so the broker imports nothing
+//! of the rooms.
 
 mod envelope;
+mod link;
+mod memory;
 mod node;
-pub mod redis;
+mod presence;
+mod redis;
 mod scripts;
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
 pub use envelope::{Envelope, NodeId, Payload};
-pub use redis::{BrokerError, RedisBroker, RedisSettings, RemoteSocketSlot};
+pub use memory::MemoryBroker;
+pub use presence::{
+    Announce, Presence, PresenceEvent, RedisPresence, RemoteSocketSlot, SocketSlot,
+};
+pub use redis::{RedisBroker, RedisSettings};
 
-use crate::room::Registry;
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("redis is not connected")]
+    Disconnected,
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
+}
+
+/// This node's rooms as a broker sees them: where published events and
+/// evictions are delivered.
+pub trait Deliveries: Send + Sync + 'static {
+    /// Hands an event to this node's members of `project`, if any.
+    fn deliver(&self, project: ProjectId, msg: Arc<ServerMessage>) -> BoxFuture<'_, ()>;
+    /// Closes every socket `user` holds to `project` on this node.
+    fn evict(&self, project: ProjectId, user: UserId, code: u16) -> BoxFuture<'_, ()>;
+    /// Whether the project has a room on this node right now.
+    fn has_room(&self, project: ProjectId) -> bool;
+    /// Projects with a room on this node.
+    fn active_projects(&self) -> Vec<ProjectId>;
+}
 
 #[derive(Debug, Clone)]
 pub enum Broker {
     /// One node: events go to this node's rooms only.
-    Memory(Registry),
+    Memory(MemoryBroker),
     /// Several nodes sharing a Redis.
     Redis(RedisBroker),
-}
-
-/// A socket slot counted beyond this node, if the broker counts them.
-#[derive(Debug)]
-pub enum SocketSlot {
-    /// Only this node's limiter counts (one node, or Redis unreachable).
-    Local,
-    /// Counted in Redis across nodes; given back on drop.
-    Cluster(RemoteSocketSlot),
 }
 
 impl Broker {
     /// Delivers `msg` to every member of `project`, on every node. This
     /// node's members get it at once; other nodes' as soon as the broker
-    /// carries it.
+    /// carries it (never waiting on Redis).
     pub async fn publish(&self, project: ProjectId, msg: ServerMessage) {
         match self {
-            Broker::Memory(registry) => registry.deliver(project, Arc::new(msg)).await,
+            Broker::Memory(memory) => memory.publish(project, msg).await,
             Broker::Redis(redis) => redis.publish(project, msg).await,
         }
     }
@@ -51,8 +75,24 @@ impl Broker {
     /// `code` (a member removed from the project gets 4003).
     pub async fn evict(&self, project: ProjectId, user: UserId, code: u16) {
         match self {
-            Broker::Memory(registry) => registry.evict(project, user, code).await,
+            Broker::Memory(memory) => memory.evict(project, user, code).await,
             Broker::Redis(redis) => redis.evict(project, user, code).await,
+        }
+    }
+
+    /// The presence engine that matches this broker.
+    pub fn presence(&self) -> Presence {
+        match self {
+            Broker::Memory(_) => Presence::Local,
+            Broker::Redis(redis) => redis.presence(),
+        }
+    }
+
+    /// Names this node's rooms, where other nodes' events are delivered.
+    pub fn attach(&self, rooms: Arc<dyn Deliveries>) {
+        match self {
+            Broker::Memory(memory) => memory.attach(rooms),
+            Broker::Redis(redis) => redis.attach(rooms),
         }
     }
 
@@ -71,31 +111,6 @@ impl Broker {
         match self {
             Broker::Memory(_) => {}
             Broker::Redis(redis) => redis.listen(project).await,
-        }
-    }
-
-    /// Users online in `project` on any node; `local` is this node's room view.
-    pub async fn online_users(&self, project: ProjectId, local: Vec<UserId>) -> Vec<UserId> {
-        match self {
-            Broker::Memory(_) => local,
-            Broker::Redis(redis) => redis.online_users(project, local).await,
-        }
-    }
-
-    /// Takes one of `user`'s socket slots across nodes; `None` when they hold
-    /// `max` already. Callers check this node's limiter first (the fast path).
-    /// When Redis cannot answer, only the local limit applies.
-    pub async fn acquire_socket(&self, user: UserId, max: usize) -> Option<SocketSlot> {
-        match self {
-            Broker::Memory(_) => Some(SocketSlot::Local),
-            Broker::Redis(redis) => match redis.acquire_socket(user, max).await {
-                Ok(Some(slot)) => Some(SocketSlot::Cluster(slot)),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster socket count unavailable; local limit only");
-                    Some(SocketSlot::Local)
-                }
-            },
         }
     }
 

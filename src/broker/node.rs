@@ -6,9 +6,9 @@
 //! `Listen` (and waits for it) before loading history; a retiring room
 //! reports `Retired`. The race of a room re-created while the old one's
 //! retirement is still queued is settled here, in one place: a `Retired`
-//! unsubscribes only if the registry has no room for the project *when the
+//! unsubscribes only if this node has no room for the project *when the
 //! agent handles it*, and both kinds of command are handled one at a time,
-//! so the last word always matches the registry.
+//! so the last word always matches the rooms.
 //!
 //! Presence: a room reports a user's first and last socket on this node;
 //! the agent runs an atomic script that counts nodes per user and announces
@@ -35,7 +35,7 @@
 //! it notices, the agent waits one node TTL — every live node has
 //! heartbeat and restored by then, the same rule the sweep applies — and
 //! reconciles: users this node's members were told are online (see
-//! [`Inner::note_presence`]) whom no node counts any more are announced
+//! [`Link::note_presence`]) whom no node counts any more are announced
 //! gone to this node's members.
 
 use std::collections::{HashMap, HashSet};
@@ -50,10 +50,11 @@ use fred::prelude::{
 use tokio::sync::{mpsc, oneshot};
 use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
+use super::BrokerError;
 use super::envelope::channel;
-use super::redis::{BrokerError, Inner};
+use super::link::Link;
+use super::presence::PresenceEvent;
 use super::scripts;
-use crate::room::RoomEvent;
 
 /// How a heartbeat went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +86,8 @@ pub enum AgentCmd {
 }
 
 pub(super) struct NodeAgent {
-    inner: Arc<Inner>,
+    /// The connections and rooms it shares with the broker handle.
+    link: Arc<Link>,
     /// Projects this node wants to hear about; lives as long as the agent.
     listening: HashSet<ProjectId>,
     /// Users with a socket on this node, per project, as rooms reported them
@@ -100,9 +102,9 @@ pub(super) struct NodeAgent {
 }
 
 impl NodeAgent {
-    pub(super) fn new(inner: Arc<Inner>) -> Self {
+    pub(super) fn new(link: Arc<Link>) -> Self {
         Self {
-            inner,
+            link,
             listening: HashSet::new(),
             local: HashMap::new(),
             restore_pending: false,
@@ -113,9 +115,9 @@ impl NodeAgent {
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<AgentCmd>,
-        mut room_events: mpsc::Receiver<RoomEvent>,
+        mut room_events: mpsc::Receiver<PresenceEvent>,
     ) {
-        let beat = (self.inner.node_ttl / 3).max(Duration::from_millis(100));
+        let beat = (self.link.node_ttl / 3).max(Duration::from_millis(100));
         let mut heartbeat = tokio::time::interval(beat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -164,21 +166,21 @@ impl NodeAgent {
         if !self.listening.insert(project) {
             return;
         }
-        if !self.inner.subscriber.is_connected() {
+        if !self.link.subscriber.is_connected() {
             // Resubscribed on reconnect.
             return;
         }
-        if let Err(e) = self.inner.subscriber.subscribe(channel(project)).await {
+        if let Err(e) = self.link.subscriber.subscribe(channel(project)).await {
             tracing::warn!(error = %e, project, "subscribing failed; retried on reconnect");
         }
     }
 
     async fn retired(&mut self, project: ProjectId) {
-        if self.inner.registry.has_room(project) || !self.listening.remove(&project) {
+        if self.link.has_room(project) || !self.listening.remove(&project) {
             return;
         }
-        self.inner.forget_presence(project);
-        if let Err(e) = self.inner.subscriber.unsubscribe(channel(project)).await {
+        self.link.forget_presence(project);
+        if let Err(e) = self.link.subscriber.unsubscribe(channel(project)).await {
             tracing::debug!(error = %e, project, "unsubscribing failed");
         }
     }
@@ -186,25 +188,25 @@ impl NodeAgent {
     async fn reconnected(&mut self) {
         let channels: Vec<String> = self.listening.iter().map(|p| channel(*p)).collect();
         if !channels.is_empty()
-            && let Err(e) = self.inner.subscriber.subscribe(channels).await
+            && let Err(e) = self.link.subscriber.subscribe(channels).await
         {
             tracing::warn!(error = %e, "resubscribing after a reconnect failed");
         }
         self.heartbeat().await;
-        self.inner
+        self.link
             .resync_all("the connection between servers was interrupted")
             .await;
     }
 
-    async fn on_room_event(&mut self, event: RoomEvent) {
+    async fn on_room_event(&mut self, event: PresenceEvent) {
         match event {
-            RoomEvent::Retired(project) => self.retired(project).await,
-            RoomEvent::UserOnline { project, user } => {
+            PresenceEvent::Retired(project) => self.retired(project).await,
+            PresenceEvent::UserOnline { project, user } => {
                 self.local.entry(project).or_default().insert(user);
                 match self.register(scripts::ONLINE, project, user).await {
                     Ok((nodes, lapsed)) => {
                         if nodes == 1 {
-                            self.inner
+                            self.link
                                 .publish(project, ServerMessage::PresenceJoin { user_id: user })
                                 .await;
                         }
@@ -219,23 +221,23 @@ impl NodeAgent {
                         // Counted by the next restore; announced now, as
                         // this node sees it.
                         self.restore_pending = true;
-                        self.inner
+                        self.link
                             .publish(project, ServerMessage::PresenceJoin { user_id: user })
                             .await;
                     }
                 }
             }
-            RoomEvent::TypingStopped { project, user } => {
+            PresenceEvent::TypingStopped { project, user } => {
                 // This node's members were told already.
-                self.inner.send_remote(
+                self.link.send_remote(
                     project,
-                    ServerMessage::Typing {
+                    &ServerMessage::Typing {
                         user_id: user,
                         is_typing: false,
                     },
                 );
             }
-            RoomEvent::UserOffline { project, user } => {
+            PresenceEvent::UserOffline { project, user } => {
                 if let Some(users) = self.local.get_mut(&project) {
                     users.remove(&user);
                     if users.is_empty() {
@@ -244,7 +246,7 @@ impl NodeAgent {
                 }
                 match self.offline(project, user).await {
                     Ok(0) | Err(_) => {
-                        self.inner
+                        self.link
                             .publish(project, ServerMessage::PresenceLeave { user_id: user })
                             .await;
                     }
@@ -264,24 +266,24 @@ impl NodeAgent {
         project: ProjectId,
         user: UserId,
     ) -> Result<(i64, bool), BrokerError> {
-        if !self.inner.connected() {
+        if !self.link.connected() {
             return Err(BrokerError::Disconnected);
         }
         let result: Result<Vec<i64>, BrokerError> = self
-            .inner
+            .link
             .client
             .eval(
                 script,
                 vec![
                     scripts::presence_key(project),
-                    scripts::node_presence_key(self.inner.node),
-                    scripts::alive_key(self.inner.node),
+                    scripts::node_presence_key(self.link.node),
+                    scripts::alive_key(self.link.node),
                     scripts::NODES.to_owned(),
                 ],
                 vec![
                     scripts::presence_field(project, user),
                     user.to_string(),
-                    self.inner.node.to_string(),
+                    self.link.node.to_string(),
                     self.ttl_ms().to_string(),
                 ],
             )
@@ -305,17 +307,17 @@ impl NodeAgent {
 
     /// Runs [`scripts::OFFLINE`]: the nodes still counting the user.
     async fn offline(&self, project: ProjectId, user: UserId) -> Result<i64, BrokerError> {
-        if !self.inner.connected() {
+        if !self.link.connected() {
             return Err(BrokerError::Disconnected);
         }
         let result = self
-            .inner
+            .link
             .client
             .eval(
                 scripts::OFFLINE,
                 vec![
                     scripts::presence_key(project),
-                    scripts::node_presence_key(self.inner.node),
+                    scripts::node_presence_key(self.link.node),
                 ],
                 vec![scripts::presence_field(project, user), user.to_string()],
             )
@@ -328,7 +330,7 @@ impl NodeAgent {
     }
 
     fn ttl_ms(&self) -> i64 {
-        self.inner.node_ttl.as_millis().clamp(1, i64::MAX as u128) as i64
+        self.link.node_ttl.as_millis().clamp(1, i64::MAX as u128) as i64
     }
 
     /// Redis lost what this node had written (or never had it): restore it,
@@ -336,7 +338,7 @@ impl NodeAgent {
     /// a node TTL to restore theirs.
     fn lost_state(&mut self) {
         self.restore_pending = true;
-        self.reconcile_at = Some(Instant::now() + self.inner.node_ttl);
+        self.reconcile_at = Some(Instant::now() + self.link.node_ttl);
     }
 
     /// A heartbeat, then a restore if one is owed.
@@ -353,19 +355,19 @@ impl NodeAgent {
     /// script); tells whether the previous heartbeat had lapsed (or this is
     /// the first).
     async fn beat(&self) -> Beat {
-        if !self.inner.connected() {
+        if !self.link.connected() {
             return Beat::Failed;
         }
         let alive: Result<i64, _> = self
-            .inner
+            .link
             .client
             .eval(
                 scripts::BEAT,
                 vec![
-                    scripts::alive_key(self.inner.node),
+                    scripts::alive_key(self.link.node),
                     scripts::NODES.to_owned(),
                 ],
-                vec![self.inner.node.to_string(), self.ttl_ms().to_string()],
+                vec![self.link.node.to_string(), self.ttl_ms().to_string()],
             )
             .await;
         match alive {
@@ -397,7 +399,7 @@ impl NodeAgent {
                         complete = false;
                     }
                     if nodes == 1 {
-                        self.inner
+                        self.link
                             .publish(project, ServerMessage::PresenceJoin { user_id: user })
                             .await;
                     }
@@ -413,26 +415,22 @@ impl NodeAgent {
     /// announced gone to this node's members (their node died before it
     /// could register them again). False when Redis could not answer.
     async fn reconcile(&mut self) -> bool {
-        if !self.inner.connected() {
+        if !self.link.connected() {
             return false;
         }
         let projects: Vec<ProjectId> = self.listening.iter().copied().collect();
         for project in projects {
-            let online: Vec<String> = match self
-                .inner
-                .client
-                .hkeys(scripts::presence_key(project))
-                .await
-            {
-                Ok(users) => users,
-                Err(e) => {
-                    tracing::warn!(error = %e, project, "reading presence to reconcile failed");
-                    return false;
-                }
-            };
+            let online: Vec<String> =
+                match self.link.client.hkeys(scripts::presence_key(project)).await {
+                    Ok(users) => users,
+                    Err(e) => {
+                        tracing::warn!(error = %e, project, "reading presence to reconcile failed");
+                        return false;
+                    }
+                };
             let online: HashSet<UserId> = online.iter().filter_map(|u| u.parse().ok()).collect();
             let here = self.local.get(&project);
-            let stale = self.inner.take_stale_presence(project, |user| {
+            let stale = self.link.take_stale_presence(project, |user| {
                 online.contains(&user) || here.is_some_and(|h| h.contains(&user))
             });
             if !stale.is_empty() {
@@ -443,8 +441,7 @@ impl NodeAgent {
                 );
             }
             for user in stale {
-                self.inner
-                    .registry
+                self.link
                     .deliver(
                         project,
                         Arc::new(ServerMessage::PresenceLeave { user_id: user }),
@@ -457,10 +454,10 @@ impl NodeAgent {
 
     /// Drops the presence of every node whose heartbeat lapsed.
     async fn sweep(&self) {
-        if !self.inner.connected() {
+        if !self.link.connected() {
             return;
         }
-        let nodes: Vec<String> = match self.inner.client.smembers(scripts::NODES).await {
+        let nodes: Vec<String> = match self.link.client.smembers(scripts::NODES).await {
             Ok(nodes) => nodes,
             Err(_) => return,
         };
@@ -468,7 +465,7 @@ impl NodeAgent {
             let Ok(node) = node.parse::<u64>() else {
                 continue;
             };
-            if node != self.inner.node {
+            if node != self.link.node {
                 self.sweep_node(node).await;
             }
         }
@@ -477,7 +474,7 @@ impl NodeAgent {
     /// Runs the sweep script for `node` and announces who went offline.
     async fn sweep_node(&self, node: u64) {
         let gone: Vec<String> = match self
-            .inner
+            .link
             .client
             .eval(
                 scripts::SWEEP,
@@ -508,7 +505,7 @@ impl NodeAgent {
                 continue;
             };
             if let (Ok(project), Ok(user)) = (project.parse(), user.parse()) {
-                self.inner
+                self.link
                     .publish(project, ServerMessage::PresenceLeave { user_id: user })
                     .await;
             }
@@ -518,10 +515,10 @@ impl NodeAgent {
     /// Graceful exit: stop being alive, then sweep ourselves.
     async fn leave_cluster(&self) {
         let _: Result<(), _> = self
-            .inner
+            .link
             .client
-            .del(scripts::alive_key(self.inner.node))
+            .del(scripts::alive_key(self.link.node))
             .await;
-        self.sweep_node(self.inner.node).await;
+        self.sweep_node(self.link.node).await;
     }
 }

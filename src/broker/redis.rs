@@ -25,17 +25,16 @@
 //!   delivers locally, socket limits fall back to this node's count, and
 //!   presence falls back to this node's view.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fred::clients::SubscriberClient;
 use fred::prelude::{
-    Builder, Client, ClientLike, Config as RedisConfig, EventInterface, HashesInterface,
-    LuaInterface, PubsubInterface, ReconnectPolicy, Value,
+    Builder, ClientLike, Config as RedisConfig, EventInterface, PubsubInterface, ReconnectPolicy,
+    Value,
 };
 use fred::types::ClientState;
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
@@ -44,10 +43,11 @@ use tokio_util::sync::CancellationToken;
 use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
 use super::envelope::{Envelope, NodeId, Payload, channel};
+use super::link::Link;
 use super::node::{AgentCmd, NodeAgent};
-use super::scripts;
+use super::presence::{Presence, PresenceEvent, RedisPresence};
+use super::{BrokerError, Deliveries};
 use crate::metrics::Metrics;
-use crate::room::{Registry, RoomEvent};
 
 /// Envelopes queued for publishing before new ones count as lost.
 const OUTGOING_QUEUE: usize = 65_536;
@@ -55,6 +55,9 @@ const OUTGOING_QUEUE: usize = 65_536;
 const PUBLISH_BATCH: usize = 256;
 /// No Redis command waits longer than this; then the caller degrades.
 pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Presence reports of rooms queued for the node agent before new ones
+/// count as lost (rooms never wait on it).
+const PRESENCE_REPORTS: usize = 65_536;
 /// How long a joining socket waits for its project's subscription.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -68,64 +71,40 @@ pub struct RedisSettings {
     pub node_ttl: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("redis: {0}")]
-    Redis(#[from] fred::error::Error),
-    #[error("redis is not connected")]
-    Disconnected,
-    #[error("unexpected reply from redis: {0}")]
-    Reply(String),
-}
-
 /// Handle to the Redis broker. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisBroker {
-    inner: Arc<Inner>,
+    link: Arc<Link>,
+    control: Arc<Control>,
 }
 
-impl fmt::Debug for RedisBroker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBroker")
-            .field("node", &self.inner.node)
-            .finish_non_exhaustive()
-    }
-}
-
-pub(super) struct Inner {
-    /// This process, for its whole life.
-    pub(super) node: NodeId,
-    pub(super) registry: Registry,
-    /// Commands, scripts and publishing.
-    pub(super) client: Client,
-    /// Receives the channels of projects this node has rooms for.
-    pub(super) subscriber: SubscriberClient,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) node_ttl: Duration,
-    /// Encoded envelopes for the publisher task, with their project.
-    outgoing: mpsc::Sender<(ProjectId, Bytes)>,
+/// The broker's own tasks and queues, beside the [`Link`] it shares.
+struct Control {
     /// Commands for the node agent.
     agent: mpsc::Sender<AgentCmd>,
+    /// Rooms' presence reports for the node agent (see [`Presence`]).
+    reports: mpsc::Sender<PresenceEvent>,
     /// Stops the receiver and publisher tasks.
     stop: CancellationToken,
     /// The background tasks, awaited at shutdown.
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// fred's resubscribing task; it runs until aborted at shutdown.
     resubscriber: Mutex<Option<JoinHandle<()>>>,
-    /// Per project with a room here: the users this node's members were
-    /// told are online (by `presence_join`, or in `initial_state`), less
-    /// those since announced gone. Dropped when the project stops being
-    /// listened to; a std mutex, never held across an `.await`.
-    presence_seen: std::sync::Mutex<HashMap<ProjectId, HashSet<UserId>>>,
+}
+
+impl fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("node", &self.link.node)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisBroker {
     /// Connects both clients, starts the receiver, publisher and node agent.
-    /// `room_events` is the receiving end of the registry's hooks.
+    /// Deliveries start once [`attach`](Self::attach) names this node's rooms.
     pub async fn connect(
         settings: RedisSettings,
-        registry: Registry,
-        room_events: mpsc::Receiver<RoomEvent>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BrokerError> {
         let config = RedisConfig::from_url(&settings.url)?;
@@ -149,68 +128,83 @@ impl RedisBroker {
 
         let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
         let (agent_tx, agent_rx) = mpsc::channel(1024);
-        let inner = Arc::new(Inner {
+        let (reports_tx, reports_rx) = mpsc::channel(PRESENCE_REPORTS);
+        let link = Arc::new(Link {
             node: rand::random(),
-            registry,
+            rooms: OnceLock::new(),
             client,
             subscriber,
             metrics,
             node_ttl: settings.node_ttl,
             outgoing: outgoing_tx,
-            agent: agent_tx,
-            stop: CancellationToken::new(),
-            tasks: Mutex::new(Vec::new()),
-            resubscriber: Mutex::new(Some(resubscriber)),
             presence_seen: std::sync::Mutex::new(HashMap::new()),
         });
+        let stop = CancellationToken::new();
         let receiver = tokio::spawn(receive(
-            inner.clone(),
-            inner.subscriber.message_rx(),
-            inner.subscriber.reconnect_rx(),
-            inner.client.reconnect_rx(),
+            link.clone(),
+            agent_tx.clone(),
+            stop.clone(),
+            link.subscriber.message_rx(),
+            link.subscriber.reconnect_rx(),
+            link.client.reconnect_rx(),
         ));
-        let publisher = tokio::spawn(publish_queued(inner.clone(), outgoing_rx));
-        let agent = tokio::spawn(NodeAgent::new(inner.clone()).run(agent_rx, room_events));
-        inner
-            .tasks
-            .lock()
-            .await
-            .extend([receiver, publisher, agent]);
-        tracing::info!(node = inner.node, "redis broker connected");
-        Ok(Self { inner })
+        let publisher = tokio::spawn(publish_queued(link.clone(), stop.clone(), outgoing_rx));
+        let agent = tokio::spawn(NodeAgent::new(link.clone()).run(agent_rx, reports_rx));
+        tracing::info!(node = link.node, "redis broker connected");
+        Ok(Self {
+            link,
+            control: Arc::new(Control {
+                agent: agent_tx,
+                reports: reports_tx,
+                stop,
+                tasks: Mutex::new(vec![receiver, publisher, agent]),
+                resubscriber: Mutex::new(Some(resubscriber)),
+            }),
+        })
+    }
+
+    /// Names this node's rooms: from now on, other nodes' events are
+    /// delivered to them. Set once; later calls are ignored.
+    pub fn attach(&self, rooms: Arc<dyn Deliveries>) {
+        let _ = self.link.rooms.set(rooms);
+    }
+
+    /// The presence engine of this broker: rooms report to the node agent,
+    /// which announces across nodes; counts and lists come from Redis.
+    pub fn presence(&self) -> Presence {
+        Presence::Redis(RedisPresence::new(
+            Some(self.link.clone()),
+            self.control.reports.clone(),
+        ))
     }
 
     /// This process's node id.
     pub fn node(&self) -> NodeId {
-        self.inner.node
+        self.link.node
     }
 
-    /// Delivers to this node's members now, and queues the event for the
-    /// other nodes (never waits on Redis).
+    /// Queues the event for the other nodes (never waits on Redis), then
+    /// delivers it to this node's members.
     pub async fn publish(&self, project: ProjectId, msg: ServerMessage) {
-        self.inner.publish(project, msg).await;
+        self.link.publish(project, msg).await;
     }
 
     /// Closes `user`'s sockets to the project here now, and on other nodes
     /// once they receive the envelope.
     pub async fn evict(&self, project: ProjectId, user: UserId, code: u16) {
-        self.inner.registry.evict(project, user, code).await;
-        self.inner.send(&Envelope {
-            origin: self.inner.node,
-            project,
-            payload: Payload::Evict { user, code },
-        });
+        self.link.evict_here(project, user, code).await;
+        self.link.send_evict(project, user, code);
     }
 
     /// Both connections are up and Redis answers a PING in time.
     pub async fn ready(&self) -> bool {
-        if self.inner.subscriber.state() != ClientState::Connected {
+        if self.link.subscriber.state() != ClientState::Connected {
             return false;
         }
         matches!(
             tokio::time::timeout(
                 Duration::from_secs(1),
-                self.inner.client.ping::<String>(None)
+                self.link.client.ping::<String>(None)
             )
             .await,
             Ok(Ok(_))
@@ -224,7 +218,7 @@ impl RedisBroker {
     pub async fn listen(&self, project: ProjectId) {
         let (reply, done) = oneshot::channel();
         if self
-            .inner
+            .control
             .agent
             .send(AgentCmd::Listen { project, reply })
             .await
@@ -235,65 +229,13 @@ impl RedisBroker {
         let _ = tokio::time::timeout(LISTEN_TIMEOUT, done).await;
     }
 
-    /// Users online in the project on any node, merged with `local` (this
-    /// node's view, which is all there is while Redis is unreachable).
-    pub async fn online_users(&self, project: ProjectId, local: Vec<UserId>) -> Vec<UserId> {
-        let mut users = local;
-        if !self.inner.connected() {
-            return users;
-        }
-        let remote = self
-            .inner
-            .client
-            .hkeys::<Vec<String>, _>(scripts::presence_key(project))
-            .await;
-        match remote {
-            Ok(ids) => users.extend(ids.iter().filter_map(|s| s.parse::<UserId>().ok())),
-            Err(e) => tracing::warn!(error = %e, "reading presence failed; local view only"),
-        }
-        users.sort_unstable();
-        users.dedup();
-        self.inner.note_online(project, &users);
-        users
-    }
-
-    /// Takes one of `user`'s socket slots across all nodes. `Ok(None)`: the
-    /// user already holds `max`. When Redis cannot answer, the caller's
-    /// local limit is all that applies (`Err`).
-    pub async fn acquire_socket(
-        &self,
-        user: UserId,
-        max: usize,
-    ) -> Result<Option<RemoteSocketSlot>, BrokerError> {
-        if !self.inner.connected() {
-            return Err(BrokerError::Disconnected);
-        }
-        let taken: i64 = self
-            .inner
-            .client
-            .eval(
-                scripts::SOCKET_ACQUIRE,
-                vec![scripts::sockets_key(user)],
-                vec![
-                    self.inner.node.to_string(),
-                    max.to_string(),
-                    scripts::NODE_PREFIX.to_owned(),
-                ],
-            )
-            .await?;
-        Ok((taken == 1).then(|| RemoteSocketSlot {
-            inner: self.inner.clone(),
-            user,
-        }))
-    }
-
     /// Leaves the cluster cleanly: drops this node's presence (announcing
     /// the users who went offline), flushes queued envelopes and closes the
     /// connections. Call after sockets closed and the persister flushed.
     pub async fn shutdown(&self) {
         let (reply, done) = oneshot::channel();
         if self
-            .inner
+            .control
             .agent
             .send(AgentCmd::Stop { reply })
             .await
@@ -301,172 +243,53 @@ impl RedisBroker {
         {
             let _ = tokio::time::timeout(COMMAND_TIMEOUT * 2, done).await;
         }
-        self.inner.stop.cancel();
-        let tasks: Vec<JoinHandle<()>> = self.inner.tasks.lock().await.drain(..).collect();
+        self.control.stop.cancel();
+        let tasks: Vec<JoinHandle<()>> = self.control.tasks.lock().await.drain(..).collect();
         for task in tasks {
             let abort = task.abort_handle();
             if tokio::time::timeout(COMMAND_TIMEOUT, task).await.is_err() {
                 abort.abort();
             }
         }
-        if let Some(resubscriber) = self.inner.resubscriber.lock().await.take() {
+        if let Some(resubscriber) = self.control.resubscriber.lock().await.take() {
             resubscriber.abort();
         }
-        let _ = self.inner.client.quit().await;
-        let _ = self.inner.subscriber.quit().await;
-    }
-}
-
-impl Inner {
-    /// Whether the command connection is up. While it is not, callers skip
-    /// Redis at once instead of waiting for a command timeout, so joins and
-    /// presence stay fast during an outage.
-    pub(super) fn connected(&self) -> bool {
-        self.client.is_connected()
-    }
-
-    /// Delivers to this node's members now, then to every other node.
-    pub(super) async fn publish(&self, project: ProjectId, msg: ServerMessage) {
-        self.note_presence(project, &msg);
-        let envelope = Envelope {
-            origin: self.node,
-            project,
-            payload: Payload::Event { message: msg },
-        };
-        self.send(&envelope);
-        if let Payload::Event { message } = envelope.payload {
-            self.registry.deliver(project, Arc::new(message)).await;
-        }
-    }
-
-    /// Sends an event to the other nodes only (this node's members already
-    /// have it).
-    pub(super) fn send_remote(&self, project: ProjectId, msg: ServerMessage) {
-        self.send(&Envelope {
-            origin: self.node,
-            project,
-            payload: Payload::Event { message: msg },
-        });
-    }
-
-    /// Queues an envelope for other nodes; never waits. A full queue (Redis
-    /// far behind or away) counts as a loss.
-    fn send(&self, envelope: &Envelope) {
-        let bytes = match envelope.encode() {
-            Ok(b) => Bytes::from(b),
-            Err(e) => {
-                tracing::error!(error = %e, "encoding an envelope failed");
-                return;
-            }
-        };
-        if self.outgoing.try_send((envelope.project, bytes)).is_err() {
-            self.metrics.broker_lost.fetch_add(1, Relaxed);
-        }
-    }
-
-    fn presence_seen(&self) -> std::sync::MutexGuard<'_, HashMap<ProjectId, HashSet<UserId>>> {
-        // The map stays consistent even if a holder panicked.
-        self.presence_seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Remembers what a presence event delivered to this node's members of
-    /// `project` tells them (other events are ignored).
-    pub(super) fn note_presence(&self, project: ProjectId, msg: &ServerMessage) {
-        match msg {
-            ServerMessage::PresenceJoin { user_id } if self.registry.has_room(project) => {
-                self.presence_seen()
-                    .entry(project)
-                    .or_default()
-                    .insert(*user_id);
-            }
-            ServerMessage::PresenceLeave { user_id } => {
-                if let Some(users) = self.presence_seen().get_mut(&project) {
-                    users.remove(user_id);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Remembers the users a joiner of `project` was told are online.
-    fn note_online(&self, project: ProjectId, users: &[UserId]) {
-        if self.registry.has_room(project) {
-            self.presence_seen()
-                .entry(project)
-                .or_default()
-                .extend(users.iter().copied());
-        }
-    }
-
-    /// Forgets, and returns, the users of `project` this node's members
-    /// were told are online for whom `still_online` is false.
-    pub(super) fn take_stale_presence(
-        &self,
-        project: ProjectId,
-        still_online: impl Fn(UserId) -> bool,
-    ) -> Vec<UserId> {
-        let mut seen = self.presence_seen();
-        let Some(users) = seen.get_mut(&project) else {
-            return Vec::new();
-        };
-        let stale: Vec<UserId> = users
-            .iter()
-            .copied()
-            .filter(|u| !still_online(*u))
-            .collect();
-        for user in &stale {
-            users.remove(user);
-        }
-        stale
-    }
-
-    /// The project has no room here any more: nobody to remember for.
-    pub(super) fn forget_presence(&self, project: ProjectId) {
-        self.presence_seen().remove(&project);
-    }
-
-    /// Tells every room on this node that events may have been lost.
-    pub(super) async fn resync_all(&self, reason: &str) {
-        for project in self.registry.active_projects() {
-            let msg = ServerMessage::Resync {
-                reason: reason.to_owned(),
-            };
-            self.registry.deliver(project, Arc::new(msg)).await;
-        }
+        let _ = self.link.client.quit().await;
+        let _ = self.link.subscriber.quit().await;
     }
 }
 
 /// Receives other nodes' envelopes and hands them to this node's rooms.
 async fn receive(
-    inner: Arc<Inner>,
+    link: Arc<Link>,
+    agent: mpsc::Sender<AgentCmd>,
+    stop: CancellationToken,
     mut messages: broadcast::Receiver<fred::types::Message>,
     mut reconnects: broadcast::Receiver<fred::types::config::Server>,
     mut client_reconnects: broadcast::Receiver<fred::types::config::Server>,
 ) {
     loop {
         tokio::select! {
-            () = inner.stop.cancelled() => return,
+            () = stop.cancelled() => return,
             reconnect = client_reconnects.recv() => match reconnect {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = inner.agent.try_send(AgentCmd::Beat);
+                    let _ = agent.try_send(AgentCmd::Beat);
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             reconnect = reconnects.recv() => match reconnect {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     tracing::warn!("redis subscriber reconnected");
-                    let _ = inner.agent.try_send(AgentCmd::Reconnected);
+                    let _ = agent.try_send(AgentCmd::Reconnected);
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             message = messages.recv() => match message {
-                Ok(message) => on_message(&inner, message).await,
+                Ok(message) => on_message(&link, message).await,
                 Err(broadcast::error::RecvError::Lagged(lost)) => {
                     tracing::warn!(lost, "redis receive buffer overflowed");
-                    inner.metrics.broker_lost.fetch_add(lost, Relaxed);
-                    inner.resync_all("events were lost between servers").await;
+                    link.metrics.broker_lost.fetch_add(lost, Relaxed);
+                    link.resync_all("events were lost between servers").await;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
@@ -474,7 +297,7 @@ async fn receive(
     }
 }
 
-async fn on_message(inner: &Inner, message: fred::types::Message) {
+async fn on_message(link: &Link, message: fred::types::Message) {
     let Some(bytes) = message.value.as_bytes() else {
         return;
     };
@@ -485,31 +308,32 @@ async fn on_message(inner: &Inner, message: fred::types::Message) {
             return;
         }
     };
-    if envelope.origin == inner.node {
+    if envelope.origin == link.node {
         return;
     }
     match envelope.payload {
         Payload::Event { message } => {
-            inner.note_presence(envelope.project, &message);
-            inner
-                .registry
-                .deliver(envelope.project, Arc::new(message))
-                .await;
+            link.note_presence(envelope.project, &message);
+            link.deliver(envelope.project, Arc::new(message)).await;
         }
         Payload::Evict { user, code } => {
-            inner.registry.evict(envelope.project, user, code).await;
+            link.evict_here(envelope.project, user, code).await;
         }
     }
 }
 
 /// Writes queued envelopes, several per pipeline, in queue order.
-async fn publish_queued(inner: Arc<Inner>, mut rx: mpsc::Receiver<(ProjectId, Bytes)>) {
+async fn publish_queued(
+    link: Arc<Link>,
+    stop: CancellationToken,
+    mut rx: mpsc::Receiver<(ProjectId, Bytes)>,
+) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
         let first = tokio::select! {
             biased;
             item = rx.recv() => item,
-            () = inner.stop.cancelled() => None,
+            () = stop.cancelled() => None,
         };
         let Some(first) = first else { break };
         batch.push(first);
@@ -519,32 +343,31 @@ async fn publish_queued(inner: Arc<Inner>, mut rx: mpsc::Receiver<(ProjectId, By
                 Err(_) => break,
             }
         }
-        write_batch(&inner, &mut batch).await;
+        write_batch(&link, &mut batch).await;
     }
     // Flush what is still queued, then stop.
     while let Ok(item) = rx.try_recv() {
         batch.push(item);
         if batch.len() == PUBLISH_BATCH {
-            write_batch(&inner, &mut batch).await;
+            write_batch(&link, &mut batch).await;
         }
     }
-    write_batch(&inner, &mut batch).await;
+    write_batch(&link, &mut batch).await;
 }
 
-async fn write_batch(inner: &Inner, batch: &mut Vec<(ProjectId, Bytes)>) {
+async fn write_batch(link: &Link, batch: &mut Vec<(ProjectId, Bytes)>) {
     if batch.is_empty() {
         return;
     }
-    if !inner.connected() {
+    if !link.connected() {
         // Gone either way; the nodes' rooms resync when Redis is back.
-        inner
-            .metrics
+        link.metrics
             .broker_lost
             .fetch_add(batch.len() as u64, Relaxed);
         batch.clear();
         return;
     }
-    let pipeline = inner.client.pipeline();
+    let pipeline = link.client.pipeline();
     let mut queued = 0u64;
     for (project, payload) in batch.drain(..) {
         if pipeline
@@ -557,44 +380,6 @@ async fn write_batch(inner: &Inner, batch: &mut Vec<(ProjectId, Bytes)>) {
     }
     if let Err(e) = pipeline.all::<Vec<Value>>().await {
         tracing::warn!(error = %e, envelopes = queued, "publishing to redis failed");
-        inner.metrics.broker_lost.fetch_add(queued, Relaxed);
-    }
-}
-
-/// One socket slot counted in Redis; given back when dropped.
-pub struct RemoteSocketSlot {
-    inner: Arc<Inner>,
-    user: UserId,
-}
-
-impl fmt::Debug for RemoteSocketSlot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteSocketSlot")
-            .field("user", &self.user)
-            .finish()
-    }
-}
-
-impl Drop for RemoteSocketSlot {
-    fn drop(&mut self) {
-        let inner = self.inner.clone();
-        let user = self.user;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let released: Result<i64, _> = inner
-                    .client
-                    .eval(
-                        scripts::SOCKET_RELEASE,
-                        vec![scripts::sockets_key(user)],
-                        vec![inner.node.to_string()],
-                    )
-                    .await;
-                if let Err(e) = released {
-                    // The slot lapses with this node's heartbeat if it was
-                    // never given back (see SOCKET_ACQUIRE).
-                    tracing::warn!(error = %e, "releasing a socket slot failed");
-                }
-            });
-        }
+        link.metrics.broker_lost.fetch_add(queued, Relaxed);
     }
 }

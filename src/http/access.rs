@@ -5,8 +5,8 @@
 
 use vridge_protocol::{FeedbackId, ProjectId, UserId};
 
+use super::ApiState;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::domain::Role;
 
 pub const NO_PROJECT: &str = "project not found";
@@ -34,7 +34,7 @@ impl Need {
 
 /// The user's role in the project, if it allows `need`.
 pub async fn require(
-    app: &AppState,
+    app: &ApiState,
     project: ProjectId,
     user: UserId,
     need: Need,
@@ -54,12 +54,13 @@ pub async fn require(
 
 /// The project of a feedback item the user may act on with `need`.
 pub async fn require_feedback(
-    app: &AppState,
+    app: &ApiState,
     feedback: FeedbackId,
     user: UserId,
     need: Need,
 ) -> Result<(ProjectId, Role), ApiError> {
     let project = app
+        .hub
         .feedback_project(feedback)
         .await?
         .ok_or(ApiError::NotFound(NO_FEEDBACK))?;

@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
 use super::input;
 use super::login_limit::LoginLimits;
 use super::views::UserView;
-use crate::app::AppState;
 use crate::auth::password::{self, PasswordError};
 use crate::auth::{Claims, TokenKind};
 use crate::limits::LimitedKind;
@@ -34,7 +34,7 @@ use crate::time::now_ms;
 /// The one answer to a failed sign-in, whether the email or the password was wrong.
 const BAD_CREDENTIALS: &str = "invalid email or password";
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
@@ -88,13 +88,13 @@ fn jti_hash(jti: &str) -> String {
 }
 
 /// A 429 for a sign-up or sign-in over its quota, counted.
-fn refused(app: &AppState, wait: Duration) -> ApiError {
+fn refused(app: &ApiState, wait: Duration) -> ApiError {
     app.metrics.http.rate_limited.fetch_add(1, Relaxed);
     ApiError::rate_limited(wait)
 }
 
 /// A hashing failure as an answer; saturation (503) is counted.
-fn hashing_failed(app: &AppState, e: PasswordError) -> ApiError {
+fn hashing_failed(app: &ApiState, e: PasswordError) -> ApiError {
     if matches!(e, PasswordError::Busy) {
         app.metrics.http.hash_busy.fetch_add(1, Relaxed);
     }
@@ -103,7 +103,7 @@ fn hashing_failed(app: &AppState, e: PasswordError) -> ApiError {
 
 /// Counts a refresh or sign-out against its user's REST write quota (the
 /// user is known only once the refresh token verifies).
-fn count_write(app: &AppState, claims: &Claims) -> Result<(), ApiError> {
+fn count_write(app: &ApiState, claims: &Claims) -> Result<(), ApiError> {
     let user = claims
         .sub
         .parse()
@@ -114,7 +114,7 @@ fn count_write(app: &AppState, claims: &Claims) -> Result<(), ApiError> {
 }
 
 /// Mints an access token and a refresh token in `family` for `user`.
-async fn issue(app: &AppState, user: User, family: &str) -> Result<TokenPair, ApiError> {
+async fn issue(app: &ApiState, user: User, family: &str) -> Result<TokenPair, ApiError> {
     let refresh_ttl = Duration::from_secs(app.config.refresh_token_ttl_secs);
     let access_token = app.jwt.mint_access(user.id)?;
     let (refresh_token, jti) = app.jwt.mint_refresh(user.id, refresh_ttl)?;
@@ -148,7 +148,7 @@ async fn issue(app: &AppState, user: User, family: &str) -> Result<TokenPair, Ap
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn register(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Extension(limits): Extension<Arc<LoginLimits>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<RegisterRequest>,
@@ -195,7 +195,7 @@ pub async fn register(
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn login(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Extension(limits): Extension<Arc<LoginLimits>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<LoginRequest>,
@@ -236,7 +236,7 @@ pub async fn login(
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn refresh(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Json(req): Json<RefreshRequest>,
 ) -> Result<axum::Json<TokenPair>, ApiError> {
     let claims = app.jwt.verify(&req.refresh_token, TokenKind::Refresh)?;
@@ -266,7 +266,7 @@ pub async fn refresh(
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn logout(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Json(req): Json<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
     let claims = app.jwt.verify(&req.refresh_token, TokenKind::Refresh)?;

@@ -20,12 +20,12 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use vridge_protocol::{CommentId, FeedbackId, NewComment, ProjectId};
 
+use super::ApiState;
 use super::access::{self, Need};
 use super::error::{ApiError, ErrorBody};
 use super::etag::json_with_etag;
 use super::extract::{AuthUser, Commenter, Json, Path, Query};
 use super::views::{CommentFeed, CommentPage, CommentView};
-use crate::app::AppState;
 use crate::domain::{IdempotencyKey, ValidComment};
 use crate::store::CommentRequest;
 
@@ -36,7 +36,7 @@ pub const MAX_FEED: u32 = 500;
 /// The header carrying a REST client's idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new()
         .route(
             "/feedback/item/{feedback_id}/comments",
@@ -118,7 +118,7 @@ pub fn decode_cursor(raw: &str) -> Result<CommentId, ApiError> {
         (status = 422, description = "Invalid limit", body = ErrorBody),
     ))]
 pub async fn feedback_comments(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     AuthUser(user): AuthUser,
     Path(feedback): Path<FeedbackId>,
     Query(q): Query<PageQuery>,
@@ -162,7 +162,7 @@ pub async fn feedback_comments(
         (status = 422, description = "Invalid limit", body = ErrorBody),
     ))]
 pub async fn project_feed(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     AuthUser(user): AuthUser,
     Path(project): Path<ProjectId>,
     Query(q): Query<FeedQuery>,
@@ -205,7 +205,7 @@ pub async fn project_feed(
         (status = 503, description = "Not stored; retry with the same key", body = ErrorBody),
     ))]
 pub async fn add_comment(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Commenter(user): Commenter,
     Path(feedback): Path<FeedbackId>,
     headers: HeaderMap,
@@ -239,12 +239,12 @@ pub async fn add_comment(
         timestamp: req.timestamp,
     })
     .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let _admitted = app.admit().ok_or(ApiError::Unavailable(
+    let _admitted = app.hub.admit().ok_or(ApiError::Unavailable(
         "The server is shutting down, please retry",
     ))?;
     let stored = app
-        .persister
-        .store(CommentRequest {
+        .hub
+        .store_comment(CommentRequest {
             project_id: project,
             user_id: user,
             comment,

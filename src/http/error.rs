@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::auth::password::PasswordError;
+use crate::hub::persister::PersistError;
 use crate::store::StoreError;
-use crate::store::persister::PersistError;
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -182,7 +182,7 @@ impl From<PersistError> for ApiError {
     fn from(e: PersistError) -> Self {
         match e {
             PersistError::Stopped => ApiError::Unavailable("the server is shutting down"),
-            PersistError::Store => ApiError::Unavailable(crate::store::persister::STORE_FAILED),
+            PersistError::Store => ApiError::Unavailable(crate::hub::persister::STORE_FAILED),
             PersistError::Rejected => ApiError::Invalid("the comment's data was refused".into()),
         }
     }

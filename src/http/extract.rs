@@ -10,8 +10,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use vridge_protocol::UserId;
 
+use super::ApiState;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::limits::LimitedKind;
 
@@ -20,10 +20,10 @@ use crate::limits::LimitedKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthUser(pub UserId);
 
-impl FromRequestParts<AppState> for AuthUser {
+impl FromRequestParts<ApiState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, app: &ApiState) -> Result<Self, ApiError> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -44,10 +44,10 @@ impl FromRequestParts<AppState> for AuthUser {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Writer(pub UserId);
 
-impl FromRequestParts<AppState> for Writer {
+impl FromRequestParts<ApiState> for Writer {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, app: &ApiState) -> Result<Self, ApiError> {
         let AuthUser(user) = AuthUser::from_request_parts(parts, app).await?;
         count(app, user, LimitedKind::RestWrite)?;
         Ok(Writer(user))
@@ -59,17 +59,17 @@ impl FromRequestParts<AppState> for Writer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Commenter(pub UserId);
 
-impl FromRequestParts<AppState> for Commenter {
+impl FromRequestParts<ApiState> for Commenter {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, app: &ApiState) -> Result<Self, ApiError> {
         let AuthUser(user) = AuthUser::from_request_parts(parts, app).await?;
         count(app, user, LimitedKind::CommentAdd)?;
         Ok(Commenter(user))
     }
 }
 
-fn count(app: &AppState, user: UserId, kind: LimitedKind) -> Result<(), ApiError> {
+fn count(app: &ApiState, user: UserId, kind: LimitedKind) -> Result<(), ApiError> {
     app.limits.check(user, kind).map_err(|wait| {
         app.metrics
             .http

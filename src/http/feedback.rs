@@ -11,16 +11,16 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use vridge_protocol::{FeedbackId, ProjectId, ServerMessage};
 
+use super::ApiState;
 use super::access::{self, NO_FEEDBACK, Need};
 use super::error::{ApiError, ErrorBody};
 use super::etag::json_with_etag;
 use super::extract::{AuthUser, Json, Path, Query, Writer};
 use super::input::{self, FEEDBACK_STATUSES, PRIORITIES};
 use super::views::{FeedbackList, FeedbackView};
-use crate::app::AppState;
 use crate::store::NewFeedback;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/feedback/{project_id}", get(list).post(create))
         .route("/feedback/item/{feedback_id}", patch(update))
@@ -67,7 +67,7 @@ pub struct UpdateFeedback {
         (status = 422, description = "Unknown status or priority", body = ErrorBody),
     ))]
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     AuthUser(user): AuthUser,
     Path(project): Path<ProjectId>,
     Query(q): Query<ListQuery>,
@@ -110,7 +110,7 @@ pub async fn list(
         (status = 422, description = "Invalid field", body = ErrorBody),
     ))]
 pub async fn create(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Writer(user): Writer,
     Path(project): Path<ProjectId>,
     Json(req): Json<CreateFeedback>,
@@ -141,7 +141,7 @@ pub async fn create(
             video_url: req.video_url.as_deref(),
         })
         .await?;
-    app.broker
+    app.hub
         .publish(
             project,
             ServerMessage::FeedbackCreated {
@@ -168,7 +168,7 @@ pub async fn create(
         (status = 422, description = "Invalid or missing status/priority", body = ErrorBody),
     ))]
 pub async fn update(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Writer(user): Writer,
     Path(feedback): Path<FeedbackId>,
     Json(req): Json<UpdateFeedback>,
@@ -192,7 +192,7 @@ pub async fn update(
         .update_feedback(feedback, status, priority)
         .await?
         .ok_or(ApiError::NotFound(NO_FEEDBACK))?;
-    app.broker
+    app.hub
         .publish(
             project,
             ServerMessage::StatusChanged {

@@ -6,9 +6,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::app::AppState;
+use super::ApiState;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -21,9 +21,9 @@ async fn live() -> &'static str {
 }
 
 /// The store (and broker, when remote) answer: this node can take traffic.
-async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+async fn ready(State(app): State<ApiState>) -> impl IntoResponse {
     let store = app.store.ping().await.is_ok();
-    let broker = app.broker.ready().await;
+    let broker = app.hub.broker_ready().await;
     let status = if store && broker {
         StatusCode::OK
     } else {
@@ -37,7 +37,7 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
-async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(app): State<ApiState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),

@@ -4,12 +4,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 
+use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::AuthUser;
 use super::views::UserView;
-use crate::app::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new().route("/me", get(me))
 }
 
@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 pub async fn me(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     AuthUser(user): AuthUser,
 ) -> Result<axum::Json<UserView>, ApiError> {
     let user = app

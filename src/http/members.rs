@@ -12,12 +12,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use vridge_protocol::{ProjectId, UserId, close};
 
+use super::ApiState;
 use super::access::{self, Need};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Writer};
 use super::input;
 use super::views::MemberView;
-use crate::app::AppState;
 use crate::domain::Role;
 use crate::store::AddMember;
 
@@ -25,7 +25,7 @@ use crate::store::AddMember;
 pub const MAX_MEMBERS: i64 = 50;
 const NO_MEMBER: &str = "member not found";
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/projects/{project_id}/members", post(invite))
         .route(
@@ -61,7 +61,7 @@ fn grantable(raw: &str) -> Result<Role, ApiError> {
 }
 
 async fn member_view(
-    app: &AppState,
+    app: &ApiState,
     project: ProjectId,
     user: UserId,
 ) -> Result<MemberView, ApiError> {
@@ -90,7 +90,7 @@ async fn member_view(
         (status = 422, description = "Invalid role, or the project has 50 members", body = ErrorBody),
     ))]
 pub async fn invite(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Writer(actor): Writer,
     Path(project): Path<ProjectId>,
     Json(req): Json<InviteRequest>,
@@ -120,7 +120,7 @@ pub async fn invite(
 }
 
 /// The target's current role, refusing changes to the owner.
-async fn target_role(app: &AppState, project: ProjectId, user: UserId) -> Result<Role, ApiError> {
+async fn target_role(app: &ApiState, project: ProjectId, user: UserId) -> Result<Role, ApiError> {
     match app.store.member_role(project, user).await? {
         None => Err(ApiError::NotFound(NO_MEMBER)),
         Some(Role::Owner) => Err(ApiError::Forbidden(
@@ -146,7 +146,7 @@ async fn target_role(app: &AppState, project: ProjectId, user: UserId) -> Result
         (status = 422, description = "Invalid role", body = ErrorBody),
     ))]
 pub async fn change_role(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Writer(actor): Writer,
     Path((project, user)): Path<(ProjectId, UserId)>,
     Json(req): Json<RoleRequest>,
@@ -158,9 +158,7 @@ pub async fn change_role(
         return Err(ApiError::NotFound(NO_MEMBER));
     }
     if role < before {
-        app.broker
-            .evict(project, user, close::PERMISSION_DENIED)
-            .await;
+        app.hub.evict(project, user, close::PERMISSION_DENIED).await;
     }
     Ok(axum::Json(member_view(&app, project, user).await?))
 }
@@ -179,7 +177,7 @@ pub async fn change_role(
         (status = 404, description = "No such project or member", body = ErrorBody),
     ))]
 pub async fn remove(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Writer(actor): Writer,
     Path((project, user)): Path<(ProjectId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
@@ -188,8 +186,6 @@ pub async fn remove(
     if !app.store.remove_member(project, user).await? {
         return Err(ApiError::NotFound(NO_MEMBER));
     }
-    app.broker
-        .evict(project, user, close::PERMISSION_DENIED)
-        .await;
+    app.hub.evict(project, user, close::PERMISSION_DENIED).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@
 mod access;
 mod auth;
 mod comments;
+mod context;
 mod early_close;
 pub mod error;
 mod etag;
@@ -24,10 +25,9 @@ mod page;
 mod per_ip;
 mod projects;
 pub mod serve;
-mod upgrade_limit;
 mod views;
 
-pub use upgrade_limit::refuse_upgrade;
+pub use context::{ApiContext, ApiState};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
-use crate::app::AppState;
 use crate::config::Config;
 use error::ApiError;
 use login_limit::LoginLimits;
@@ -56,22 +55,25 @@ const COMPRESS_ABOVE_BYTES: u16 = 1024;
 /// How often idle sign-in throttling keys are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-pub fn router(state: AppState) -> Router {
+/// Every route the server answers: the REST API, health and metrics, the
+/// page, and `sockets` (the WebSocket endpoint, wired by the app so that
+/// this layer need not know it).
+pub fn router(state: ApiState, sockets: Router) -> Router {
     let limits = Arc::new(LoginLimits::from_config(&state.config));
     let pruned = limits.clone();
-    crate::app::spawn_periodic(PRUNE_EVERY, state.shutdown.clone(), move || pruned.prune());
+    crate::periodic::spawn_periodic(PRUNE_EVERY, state.shutdown.clone(), move || pruned.prune());
     Router::new()
         .merge(health::router())
-        .merge(crate::ws::router())
         .merge(page::router())
         .merge(rest(&state.config, limits))
         .fallback(|| async { ApiError::NotFound("no such route") })
-        .layer(middleware::from_fn(early_close::close_if_body_unread))
         .with_state(state)
+        .merge(sockets)
+        .layer(middleware::from_fn(early_close::close_if_body_unread))
 }
 
 /// The REST routes with their shared layers.
-fn rest(config: &Config, limits: Arc<LoginLimits>) -> Router<AppState> {
+fn rest(config: &Config, limits: Arc<LoginLimits>) -> Router<ApiState> {
     let compress = SizeAbove::new(COMPRESS_ABOVE_BYTES)
         .and(NotForContentType::GRPC)
         .and(NotForContentType::IMAGES)

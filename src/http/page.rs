@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::app::AppState;
+use super::ApiState;
 
 /// The policy of the page and of every asset.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -58,7 +58,7 @@ const ASSETS: &[Asset] = &[
 
 const INDEX_HTML: &str = include_str!("../../clients/js/page/index.html");
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))

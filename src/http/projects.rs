@@ -10,18 +10,18 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use vridge_protocol::ProjectId;
 
+use super::ApiState;
 use super::access::{self, NO_PROJECT, Need};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AuthUser, Json, Path, Query, Writer};
 use super::input;
 use super::views::{MemberView, ProjectDetail, ProjectPage, ProjectView};
-use crate::app::AppState;
 use crate::store::{ProjectChanges, StatusFilter};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
 pub const MAX_PAGE_SIZE: u32 = 50;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/projects", get(list).post(create))
         .route("/projects/{project_id}", get(detail).patch(update))
@@ -94,7 +94,7 @@ pub struct UpdateProject {
         (status = 422, description = "Page out of range", body = ErrorBody),
     ))]
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     AuthUser(user): AuthUser,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<ProjectPage>, ApiError> {
@@ -140,7 +140,7 @@ pub async fn list(
         (status = 422, description = "Invalid name or description", body = ErrorBody),
     ))]
 pub async fn create(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Writer(user): Writer,
     Json(req): Json<CreateProject>,
 ) -> Result<(StatusCode, axum::Json<ProjectDetail>), ApiError> {
@@ -162,7 +162,7 @@ pub async fn create(
 }
 
 async fn load_detail(
-    app: &AppState,
+    app: &ApiState,
     project: ProjectId,
     user: vridge_protocol::UserId,
 ) -> Result<ProjectDetail, ApiError> {
@@ -188,7 +188,7 @@ async fn load_detail(
         (status = 404, description = "No such project, or not a member", body = ErrorBody),
     ))]
 pub async fn detail(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     AuthUser(user): AuthUser,
     Path(project): Path<ProjectId>,
 ) -> Result<axum::Json<ProjectDetail>, ApiError> {
@@ -210,7 +210,7 @@ pub async fn detail(
         (status = 422, description = "Invalid field", body = ErrorBody),
     ))]
 pub async fn update(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     Writer(user): Writer,
     Path(project): Path<ProjectId>,
     Json(req): Json<UpdateProject>,

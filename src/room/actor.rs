@@ -21,9 +21,10 @@ use vridge_protocol::codec::encode;
 use vridge_protocol::{Comment, ProjectId, ServerMessage, UserId};
 
 use super::chain::{CommentChain, Offered};
-use super::registry::Registry;
-use super::{ConnId, Joined, RoomCmd, RoomEvent};
-use crate::ws::outbox::{OutFrame, Outbox};
+use super::rooms::Rooms;
+use super::{ConnId, Joined, RoomCmd};
+use crate::broker::Announce;
+use crate::outbound::{OutFrame, Outbox};
 
 /// How long a room holds comments back waiting for a missing predecessor
 /// before it reads the store. Another node's comment normally arrives within
@@ -52,7 +53,8 @@ struct Member {
 pub(super) struct Room {
     pub(super) project: ProjectId,
     pub(super) instance: u64,
-    pub(super) registry: Registry,
+    /// The node's rooms: settings, metrics, and the map this room leaves.
+    pub(super) rooms: Arc<Rooms>,
     /// Sockets in the room, by connection.
     members: HashMap<ConnId, Member>,
     /// Sockets per user, for presence; a user is online while their count is > 0.
@@ -84,13 +86,13 @@ impl Room {
     pub(super) fn new(
         project: ProjectId,
         instance: u64,
-        registry: Registry,
+        rooms: Arc<Rooms>,
         own_queue: mpsc::WeakSender<RoomCmd>,
     ) -> Self {
         Self {
             project,
             instance,
-            registry,
+            rooms,
             members: HashMap::new(),
             sockets_per_user: BTreeMap::new(),
             leaving: HashMap::new(),
@@ -104,7 +106,7 @@ impl Room {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<RoomCmd>) {
-        let metrics = self.registry.metrics().clone();
+        let metrics = self.rooms.metrics.clone();
         metrics.rooms_active.fetch_add(1, Relaxed);
         self.start_chain().await;
         loop {
@@ -147,8 +149,8 @@ impl Room {
     /// comment the room sees starts the chain.
     async fn start_chain(&mut self) {
         match self
-            .registry
-            .settings()
+            .rooms
+            .settings
             .store
             .newest_comment_id(self.project)
             .await
@@ -187,7 +189,7 @@ impl Room {
     /// hands them back to the room as [`RoomCmd::Fill`].
     fn start_fill(&mut self) {
         self.filling = true;
-        let store = self.registry.settings().store.clone();
+        let store = self.rooms.settings.store.clone();
         let project = self.project;
         let since = self.chain.last().unwrap_or(0);
         let own_queue = self.own_queue.clone();
@@ -247,7 +249,7 @@ impl Room {
     fn give_up_waiting(&mut self) {
         self.chain.skip_held();
         self.gap_deadline = None;
-        self.registry.metrics().broker_lost.fetch_add(1, Relaxed);
+        self.rooms.metrics.broker_lost.fetch_add(1, Relaxed);
         self.broadcast(
             &ServerMessage::Resync {
                 reason: "comments were delayed between servers".into(),
@@ -262,12 +264,12 @@ impl Room {
         }
     }
 
-    /// Leaves the registry first, so no new join can find this room, then
+    /// Leaves the map first, so no new join can find this room, then
     /// closes the queue; a join that slipped in before the close has its reply
     /// dropped, and the joiner retries on a fresh room.
     async fn retire(&self, mut rx: mpsc::Receiver<RoomCmd>) {
-        self.registry.forget(self.project, self.instance);
-        self.registry.report(RoomEvent::Retired(self.project));
+        self.rooms.forget(self.project, self.instance);
+        self.rooms.settings.presence.room_retired(self.project);
         rx.close();
         while let Some(cmd) = rx.recv().await {
             drop(cmd);
@@ -313,7 +315,7 @@ impl Room {
                         if *is_typing {
                             self.typing.insert(
                                 *user_id,
-                                Instant::now() + self.registry.settings().typing_timeout,
+                                Instant::now() + self.rooms.settings.typing_timeout,
                             );
                         } else {
                             self.typing.remove(user_id);
@@ -386,7 +388,7 @@ impl Room {
     /// eviction, or with no grace. Members dropped while announcing are
     /// removed the same way (as closed sockets: they may reconnect).
     fn remove(&mut self, conn: ConnId, departure: Departure) {
-        let grace = self.registry.settings().presence_leave_grace;
+        let grace = self.rooms.settings.presence_leave_grace;
         let mut pending = vec![(conn, departure)];
         while let Some((conn, departure)) = pending.pop() {
             let Some(member) = self.members.remove(&conn) else {
@@ -408,10 +410,10 @@ impl Room {
                     is_typing: false,
                 };
                 dropped.extend(self.fan_out(&stop, Some(user)));
-                self.registry.report(RoomEvent::TypingStopped {
-                    project: self.project,
-                    user,
-                });
+                self.rooms
+                    .settings
+                    .presence
+                    .typing_stopped(self.project, user);
             }
             if departure == Departure::Evicted || grace.is_zero() {
                 dropped.extend(self.announce_offline(user));
@@ -449,31 +451,29 @@ impl Room {
         }
     }
 
-    /// A user is gone from this node's room: tell its members (one node),
-    /// or the broker, which announces it only when they are gone from every
-    /// node. Returns the members that could not take the announcement.
+    /// A user is gone from this node's room: presence decides who tells
+    /// the members (across nodes, only once they are gone from every node).
+    /// Returns the members that could not take the announcement.
     fn announce_offline(&mut self, user: UserId) -> Vec<ConnId> {
-        if self.registry.has_hooks() {
-            self.registry.report(RoomEvent::UserOffline {
-                project: self.project,
-                user,
-            });
-            Vec::new()
-        } else {
-            self.fan_out(&ServerMessage::PresenceLeave { user_id: user }, None)
+        match self
+            .rooms
+            .settings
+            .presence
+            .user_offline(self.project, user)
+        {
+            Announce::ByRoom => self.fan_out(&ServerMessage::PresenceLeave { user_id: user }, None),
+            Announce::ByPresence => Vec::new(),
         }
     }
 
-    /// A user's first socket here opened: tell the room (one node) or the
-    /// broker, which announces it only when it is the user's first anywhere.
+    /// A user's first socket here opened: presence decides who tells the
+    /// members (across nodes, only on the user's first socket anywhere).
     fn announce_online(&mut self, user: UserId) {
-        if self.registry.has_hooks() {
-            self.registry.report(RoomEvent::UserOnline {
-                project: self.project,
-                user,
-            });
-        } else {
-            self.broadcast(&ServerMessage::PresenceJoin { user_id: user }, Some(user));
+        match self.rooms.settings.presence.user_online(self.project, user) {
+            Announce::ByRoom => {
+                self.broadcast(&ServerMessage::PresenceJoin { user_id: user }, Some(user));
+            }
+            Announce::ByPresence => {}
         }
     }
 
@@ -537,9 +537,7 @@ impl Room {
                 dropped.push(*conn);
             }
         }
-        self.registry
-            .metrics()
-            .messages_out(out_kind(msg), delivered);
+        self.rooms.metrics.messages_out(out_kind(msg), delivered);
         dropped
     }
 }

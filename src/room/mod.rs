@@ -7,28 +7,47 @@
 //! room retires itself once it has no member and no leave held back.
 //! Comments reach members in the project's commit order ([`chain`]).
 //!
-//! Presence churn is damped here, for both brokers alike: when a user's last
+//! Presence churn is damped here, for every presence engine alike: when a user's last
 //! socket closes, the room holds their leave for the configured grace, and a
 //! socket of theirs joining within it cancels both the leave and the join.
 //! Across nodes the same holds because a held leave keeps the user counted
-//! in the cluster (the broker hears of it only when the grace ends).
+//! in the cluster (presence hears of it only when the grace ends). Who
+//! announces a join or a leave is presence's decision
+//! ([`Presence`](crate::broker::Presence)), never the room's.
 
 mod actor;
 mod chain;
 mod registry;
+mod rooms;
 #[cfg(test)]
 mod test_support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use vridge_protocol::{Comment, ServerMessage, UserId};
 
-pub use registry::{Registry, RoomSettings};
+pub use registry::Registry;
 
-use vridge_protocol::ProjectId;
+use crate::broker::Presence;
+use crate::outbound::Outbox;
+use crate::store::Store;
 
-use crate::ws::outbox::Outbox;
+/// Settings every room shares.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    pub typing_timeout: Duration,
+    /// How long a user's leave is held after their last socket closed, so a
+    /// reconnect within it announces nothing; zero announces at once.
+    pub presence_leave_grace: Duration,
+    /// Where a room reads comments it is missing (and, when it starts, the
+    /// project's newest comment id, which its comment chain continues from).
+    pub store: Store,
+    /// Told of first and last sockets, typing stops and retirements; decides
+    /// who announces presence.
+    pub presence: Presence,
+}
 
 /// Identifies one socket on this node for its whole life.
 pub type ConnId = u64;
@@ -64,32 +83,6 @@ pub enum RoomCmd {
     /// outlasted its wait: the comments after the last one it delivered,
     /// oldest first; `None` when the read failed.
     Fill(Option<Vec<Comment>>),
-}
-
-/// What rooms tell a cross-node broker about their life. Without hooks (one
-/// node) a room announces presence to its own members itself.
-#[derive(Debug, Clone)]
-pub struct RoomHooks {
-    /// Rooms `try_send` here and never wait: the broker's task also feeds
-    /// rooms, and two bounded queues waiting on each other could deadlock.
-    pub events: mpsc::Sender<RoomEvent>,
-}
-
-/// A change in a room that matters beyond this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoomEvent {
-    /// The room retired (its last member left): the node may stop listening
-    /// to the project, unless a new room has been spawned since.
-    Retired(ProjectId),
-    /// A user's first socket in the project opened on this node.
-    UserOnline { project: ProjectId, user: UserId },
-    /// A user's last socket in the project on this node closed and the
-    /// leave grace ended without a new one (or they were evicted).
-    UserOffline { project: ProjectId, user: UserId },
-    /// A typist's last socket here closed: this node's members were told
-    /// they stopped typing; other nodes must be too, at once (not after
-    /// the leave grace).
-    TypingStopped { project: ProjectId, user: UserId },
 }
 
 /// A cheap, clonable reference to a running room.

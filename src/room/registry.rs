@@ -9,106 +9,43 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 use dashmap::DashMap;
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
 use super::actor::Room;
-use super::{ConnId, Joined, RoomCmd, RoomEvent, RoomHandle, RoomHooks};
+use super::rooms::Rooms;
+use super::{ConnId, Joined, RoomCmd, RoomHandle, RoomSettings};
+use crate::broker::Deliveries;
 use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::ws::outbox::Outbox;
+use crate::outbound::Outbox;
 
 /// Commands queued per room before senders wait.
 const ROOM_QUEUE: usize = 4096;
 
-/// Settings every room shares.
-#[derive(Debug, Clone)]
-pub struct RoomSettings {
-    pub typing_timeout: Duration,
-    /// How long a user's leave is held after their last socket closed, so a
-    /// reconnect within it announces nothing; zero announces at once.
-    pub presence_leave_grace: Duration,
-    /// Where a room reads comments it is missing (and, when it starts, the
-    /// project's newest comment id, which its comment chain continues from).
-    pub store: Store,
-}
-
-#[derive(Debug)]
-struct Inner {
-    rooms: DashMap<ProjectId, RoomHandle>,
-    next_instance: AtomicU64,
-    settings: RoomSettings,
-    metrics: Arc<Metrics>,
-    /// Set when a cross-node broker runs; lives as long as the registry.
-    hooks: Option<RoomHooks>,
-}
-
 /// The rooms of this node. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    inner: Arc<Inner>,
+    inner: Arc<Rooms>,
 }
 
 impl Registry {
     pub fn new(settings: RoomSettings, metrics: Arc<Metrics>) -> Self {
-        Self::build(settings, metrics, None)
-    }
-
-    /// A registry whose rooms report their life to a cross-node broker;
-    /// presence is then announced by the broker, across nodes.
-    pub fn with_hooks(settings: RoomSettings, metrics: Arc<Metrics>, hooks: RoomHooks) -> Self {
-        Self::build(settings, metrics, Some(hooks))
-    }
-
-    fn build(settings: RoomSettings, metrics: Arc<Metrics>, hooks: Option<RoomHooks>) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                rooms: DashMap::new(),
+            inner: Arc::new(Rooms {
+                map: DashMap::new(),
                 next_instance: AtomicU64::new(1),
                 settings,
                 metrics,
-                hooks,
             }),
-        }
-    }
-
-    /// Whether rooms report to a cross-node broker.
-    pub(super) fn has_hooks(&self) -> bool {
-        self.inner.hooks.is_some()
-    }
-
-    /// Tells the cross-node broker about `event`, never waiting; a full
-    /// queue counts as a broker loss.
-    pub(super) fn report(&self, event: RoomEvent) {
-        let Some(hooks) = &self.inner.hooks else {
-            return;
-        };
-        match hooks.events.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.inner.metrics.broker_lost.fetch_add(1, Relaxed);
-                tracing::warn!("room event dropped: the broker queue is full");
-            }
-            // The broker left the cluster (shutdown) and dropped this node's
-            // presence itself; nothing is lost.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
     /// Whether the project has a room on this node right now.
     pub fn has_room(&self, project: ProjectId) -> bool {
-        self.inner.rooms.contains_key(&project)
-    }
-
-    pub(super) fn settings(&self) -> &RoomSettings {
-        &self.inner.settings
-    }
-
-    pub(super) fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
+        self.inner.map.contains_key(&project)
     }
 
     /// Adds a connection to the project's room and returns the room and what
@@ -140,28 +77,25 @@ impl Registry {
 
     fn get_or_spawn(&self, project: ProjectId) -> RoomHandle {
         self.inner
-            .rooms
+            .map
             .entry(project)
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(ROOM_QUEUE);
                 let instance = self.inner.next_instance.fetch_add(1, Relaxed);
-                let room = Room::new(project, instance, self.clone(), tx.downgrade());
+                let room = Room::new(project, instance, self.inner.clone(), tx.downgrade());
                 tokio::spawn(room.run(rx));
                 RoomHandle { tx, instance }
             })
             .clone()
     }
 
-    /// Removes the project's room from the map if it is still `instance`.
-    pub(super) fn forget(&self, project: ProjectId, instance: u64) {
-        self.inner
-            .rooms
-            .remove_if(&project, |_, h| h.instance == instance);
+    fn forget(&self, project: ProjectId, instance: u64) {
+        self.inner.forget(project, instance);
     }
 
     /// Delivers an event to this node's members of the project, if any.
     pub async fn deliver(&self, project: ProjectId, msg: Arc<ServerMessage>) {
-        let handle = self.inner.rooms.get(&project).map(|h| h.clone());
+        let handle = self.inner.map.get(&project).map(|h| h.clone());
         if let Some(handle) = handle {
             let _ = handle.tx.send(RoomCmd::Publish(msg)).await;
         }
@@ -169,7 +103,7 @@ impl Registry {
 
     /// Closes every socket of `user` in the project's room on this node.
     pub async fn evict(&self, project: ProjectId, user: UserId, code: u16) {
-        let handle = self.inner.rooms.get(&project).map(|h| h.clone());
+        let handle = self.inner.map.get(&project).map(|h| h.clone());
         if let Some(handle) = handle {
             let _ = handle.tx.send(RoomCmd::Evict { user, code }).await;
         }
@@ -177,27 +111,49 @@ impl Registry {
 
     /// Projects with a room on this node.
     pub fn active_projects(&self) -> Vec<ProjectId> {
-        self.inner.rooms.iter().map(|e| *e.key()).collect()
+        self.inner.map.iter().map(|e| *e.key()).collect()
+    }
+}
+
+/// Other nodes' events reach this node's rooms through the broker.
+impl Deliveries for Registry {
+    fn deliver(&self, project: ProjectId, msg: Arc<ServerMessage>) -> BoxFuture<'_, ()> {
+        Box::pin(Registry::deliver(self, project, msg))
+    }
+
+    fn evict(&self, project: ProjectId, user: UserId, code: u16) -> BoxFuture<'_, ()> {
+        Box::pin(Registry::evict(self, project, user, code))
+    }
+
+    fn has_room(&self, project: ProjectId) -> bool {
+        Registry::has_room(self, project)
+    }
+
+    fn active_projects(&self) -> Vec<ProjectId> {
+        Registry::active_projects(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::broker::{Presence, PresenceEvent};
     use crate::room::actor::GAP_WAIT;
     use crate::room::test_support::comment;
+    use crate::store::Store;
     use vridge_protocol::Encoding;
 
     /// A registry on a fresh SQLite store; keep the directory alive.
     async fn registry() -> (Registry, Store, tempfile::TempDir) {
-        registry_with(Duration::ZERO, None).await
+        registry_with(Duration::ZERO, Presence::Local).await
     }
 
-    /// A registry with a leave grace, reporting to `hooks` if given (as
-    /// under the Redis broker).
+    /// A registry with a leave grace and the given presence engine.
     async fn registry_with(
         grace: Duration,
-        hooks: Option<RoomHooks>,
+        presence: Presence,
     ) -> (Registry, Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("rooms.db").display());
@@ -206,17 +162,14 @@ mod tests {
             typing_timeout: Duration::from_secs(10),
             presence_leave_grace: grace,
             store: store.clone(),
+            presence,
         };
-        let metrics = Arc::new(Metrics::default());
-        let reg = match hooks {
-            Some(hooks) => Registry::with_hooks(settings, metrics, hooks),
-            None => Registry::new(settings, metrics),
-        };
+        let reg = Registry::new(settings, Arc::new(Metrics::default()));
         (reg, store, dir)
     }
 
     /// Every frame queued for a member right now, as text.
-    fn drain(rx: &mut crate::ws::outbox::Inbox) -> Vec<String> {
+    fn drain(rx: &mut crate::outbound::Inbox) -> Vec<String> {
         let mut frames = Vec::new();
         while let Some(frame) = rx.try_recv() {
             frames.push(String::from_utf8_lossy(&frame.bytes).into_owned());
@@ -241,7 +194,7 @@ mod tests {
     /// user is listed as online meanwhile.
     #[tokio::test]
     async fn reconnects_within_the_grace_are_silent_and_a_real_leave_is_announced_once() {
-        let (reg, _store, _dir) = registry_with(GRACE, None).await;
+        let (reg, _store, _dir) = registry_with(GRACE, Presence::Local).await;
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (_room, _) = reg.join(1, 1, 10, watch_box).await;
@@ -305,8 +258,8 @@ mod tests {
     #[tokio::test]
     async fn under_a_broker_typing_stops_at_once_and_the_leave_waits_for_the_grace() {
         let (events_tx, mut events) = mpsc::channel(64);
-        let hooks = RoomHooks { events: events_tx };
-        let (reg, _store, _dir) = registry_with(GRACE, Some(hooks)).await;
+        let presence = crate::broker::RedisPresence::reporting_to(events_tx);
+        let (reg, _store, _dir) = registry_with(GRACE, presence).await;
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (watch_room, _) = reg.join(1, 1, 10, watch_box).await;
@@ -334,15 +287,15 @@ mod tests {
             reported.push(event);
         }
         let expected_so_far = [
-            RoomEvent::UserOnline {
+            PresenceEvent::UserOnline {
                 project: 1,
                 user: 10,
             },
-            RoomEvent::UserOnline {
+            PresenceEvent::UserOnline {
                 project: 1,
                 user: 20,
             },
-            RoomEvent::TypingStopped {
+            PresenceEvent::TypingStopped {
                 project: 1,
                 user: 20,
             },
@@ -356,18 +309,18 @@ mod tests {
         let left = tokio::time::Instant::now();
         let mut after = Vec::new();
         tokio::time::timeout(GRACE * 4, async {
-            while !after.contains(&RoomEvent::Retired(1)) {
+            while !after.contains(&PresenceEvent::Retired(1)) {
                 after.push(events.recv().await.expect("hooks open"));
             }
         })
         .await
         .expect("the room retired");
         assert!(left.elapsed() >= GRACE, "the held leaves kept the room");
-        let offline_20 = RoomEvent::UserOffline {
+        let offline_20 = PresenceEvent::UserOffline {
             project: 1,
             user: 20,
         };
-        let offline_10 = RoomEvent::UserOffline {
+        let offline_10 = PresenceEvent::UserOffline {
             project: 1,
             user: 10,
         };
@@ -376,14 +329,14 @@ mod tests {
             after.contains(&offline_10) && after.contains(&offline_20),
             "{after:?}"
         );
-        assert_eq!(after[2], RoomEvent::Retired(1));
+        assert_eq!(after[2], PresenceEvent::Retired(1));
         assert!(reg.active_projects().is_empty());
     }
 
     /// An evicted user cannot come back: their leave is not held.
     #[tokio::test]
     async fn an_eviction_announces_the_leave_at_once() {
-        let (reg, _store, _dir) = registry_with(Duration::from_secs(3600), None).await;
+        let (reg, _store, _dir) = registry_with(Duration::from_secs(3600), Presence::Local).await;
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (_room, _) = reg.join(1, 1, 10, watch_box).await;
@@ -453,7 +406,7 @@ mod tests {
 
     /// The comment ids a member's queue receives, in order, until `count`
     /// arrived (other events are skipped).
-    async fn received_ids(rx: &mut crate::ws::outbox::Inbox, count: usize) -> Vec<i64> {
+    async fn received_ids(rx: &mut crate::outbound::Inbox, count: usize) -> Vec<i64> {
         let mut ids = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), async {
             while ids.len() < count {

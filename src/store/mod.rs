@@ -12,7 +12,6 @@ mod bulk;
 mod coalesce;
 mod comments;
 mod feedback;
-pub mod persister;
 mod projects;
 mod refresh_tokens;
 mod rows;

@@ -6,11 +6,16 @@
 
 pub mod clock;
 pub mod connection_limit;
-pub mod outbox;
+mod context;
+mod keepalive;
 pub mod session;
+mod upgrade_limit;
 pub mod writer;
 
+pub use context::{SessionContext, SocketSettings};
+
 use std::pin::Pin;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -25,13 +30,14 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::Instrument;
 use vridge_protocol::{CommentId, Encoding};
 
-use crate::app::AppState;
 use crate::config::Config;
 
-pub fn router() -> Router<AppState> {
+/// The socket endpoint's routes, with their context applied.
+pub fn router(ctx: Arc<SessionContext>) -> Router {
     Router::new()
         .route("/ws/feedback/{project_id}", get(upgrade))
         .route("/ws/feedback/{project_id}/", get(upgrade))
+        .with_state(ctx)
 }
 
 /// tungstenite's settings for our sockets. The 128 KiB eagerly allocated read
@@ -111,18 +117,18 @@ fn since_of(req: &Request) -> Option<CommentId> {
 }
 
 async fn upgrade(
-    State(app): State<AppState>,
+    State(ctx): State<Arc<SessionContext>>,
     Path(project): Path<String>,
     mut req: Request,
 ) -> Response {
-    if let Some(refused) = crate::http::refuse_upgrade(&app, &req) {
+    if let Some(refused) = upgrade_limit::refuse_upgrade(&ctx, &req) {
         return refused;
     }
     let Ok(project) = project.parse::<i64>() else {
         return (StatusCode::NOT_FOUND, "unknown project").into_response();
     };
     let headers = req.headers();
-    if !origin_allowed(headers, &app.config.ws_allowed_origins) {
+    if !origin_allowed(headers, &ctx.settings.allowed_origins) {
         tracing::info!(project_id = project, "upgrade refused: foreign Origin");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
@@ -158,7 +164,7 @@ async fn upgrade(
         since: since_of(&req),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let socket_config = app.ws_config;
+    let socket_config = ctx.settings.ws_config;
     let span = tracing::info_span!(
         "ws",
         project_id = project,
@@ -166,8 +172,8 @@ async fn upgrade(
         ?encoding
     );
     // Only the box is the task's until the socket is open (see `session::open`).
-    let opening = Box::pin(open(app.clone(), on_upgrade, socket_config, handshake));
-    app.sessions.spawn(serve(opening).instrument(span));
+    let opening = Box::pin(open(ctx.clone(), on_upgrade, socket_config, handshake));
+    ctx.sessions.spawn(serve(opening).instrument(span));
 
     let mut response = Response::new(axum::body::Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -191,7 +197,7 @@ type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Takes the upgraded connection from hyper and opens the session on it.
 async fn open(
-    app: AppState,
+    ctx: Arc<SessionContext>,
     on_upgrade: OnUpgrade,
     socket_config: WebSocketConfig,
     handshake: session::Handshake,
@@ -204,7 +210,7 @@ async fn open(
                 Some(socket_config),
             )
             .await;
-            session::open(app, ws, handshake).await
+            session::open(ctx, ws, handshake).await
         }
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");

@@ -16,25 +16,20 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use vridge_protocol::codec::{client_msg_id_of, decode_client, encode};
 use vridge_protocol::{
-    ClientMessage, Comment, CommentId, DecodeError, Encoding, InitialState, NewComment,
-    NewReaction, ProjectId, ServerMessage, UserId, close,
+    ClientMessage, CommentId, DecodeError, Encoding, NewComment, NewReaction, ProjectId,
+    ServerMessage, close,
 };
 
+use super::SessionContext;
 use super::clock::LastSeen;
 use super::connection_limit::ConnectionGuard;
-use super::outbox::{Closer, Inbox, Outbox};
 use super::writer::{self, WriterSettings};
-use crate::app::AppState;
 use crate::auth::{AccessGrant, AuthError};
 use crate::broker::SocketSlot;
-use crate::domain::{Emoji, IdempotencyKey, Role, ValidComment};
+use crate::hub::{Author, CommandError, JoinRequest, Joined};
 use crate::limits::LimitedKind;
+use crate::outbound::{Closer, Inbox, Outbox};
 use crate::room::{ConnId, RoomHandle};
-use crate::store::CommentRequest;
-use crate::store::persister::{PersistJob, Reply};
-
-/// Comments sent in `initial_state`.
-pub const INITIAL_COMMENTS: u32 = 20;
 
 /// How long a closing socket waits for the peer's side of the close
 /// handshake. Dropping TCP with the peer's frames still unread makes the
@@ -60,7 +55,7 @@ pub struct Handshake {
 /// awaits store and broker queries whose futures are many times the size of
 /// the read loop. Boxed, that memory is freed once the socket is open instead
 /// of being held by every idle socket for its whole life.
-pub async fn open<S>(app: AppState, ws: S, handshake: Handshake) -> Option<Live<S>>
+pub async fn open<S>(ctx: Arc<SessionContext>, ws: S, handshake: Handshake) -> Option<Live<S>>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Unpin + Send + 'static,
 {
@@ -69,21 +64,21 @@ where
         session,
         room,
         conn,
-        rx,
+        mut rx,
         preamble,
         watermark,
         slots,
         grant,
-    } = admit(&app, &mut sink, &mut stream, handshake).await?;
+    } = admit(&ctx, &mut sink, &mut stream, handshake).await?;
+    rx.set_watermark(watermark);
     let last_seen = Arc::new(LastSeen::new());
     last_seen.set_token(&grant);
     let settings = WriterSettings {
         encoding: session.outbox.encoding(),
-        max_batch: app.config.max_batch.max(1),
-        ping_interval: app.config.ping_interval(),
-        pong_timeout: app.config.pong_timeout(),
-        watermark,
-        metrics: app.metrics.clone(),
+        max_batch: ctx.settings.max_batch.max(1),
+        ping_interval: ctx.settings.ping_interval,
+        pong_timeout: ctx.settings.pong_timeout,
+        metrics: ctx.metrics.clone(),
     };
     let writer = writer::spawn(
         sink,
@@ -141,7 +136,7 @@ where
         if !peer_closed {
             drain(&mut self.stream).await;
         }
-        self.session.app.metrics.sockets_open.fetch_sub(1, Relaxed);
+        self.session.ctx.metrics.sockets_open.fetch_sub(1, Relaxed);
     }
 }
 
@@ -165,7 +160,7 @@ struct Admitted {
 /// and encodes `initial_state`. A refused socket is closed here (with the
 /// reason's code) and `None` returned.
 async fn admit<Si, St>(
-    app: &AppState,
+    ctx: &Arc<SessionContext>,
     sink: &mut Si,
     stream: &mut St,
     handshake: Handshake,
@@ -175,7 +170,7 @@ where
     St: Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let grant = match handshake.token.as_deref().ok_or(AuthError::Missing) {
-        Ok(token) => app.jwt.verify_access_grant(token),
+        Ok(token) => ctx.jwt.verify_access_grant(token),
         Err(e) => Err(e),
     };
     let grant = match grant {
@@ -191,7 +186,7 @@ where
     };
     let user = grant.user;
     tracing::Span::current().record("user_id", user);
-    let role = match app.reads.member_role(handshake.project, user).await {
+    let role = match ctx.reads.member_role(handshake.project, user).await {
         Ok(Some(role)) => role,
         Ok(None) => {
             refuse(sink, stream, close::PERMISSION_DENIED).await;
@@ -203,68 +198,73 @@ where
             return None;
         }
     };
-    let Some(slot) = app
-        .connections
-        .try_acquire(user, app.config.max_sockets_per_user)
-    else {
+    let max_sockets = ctx.settings.max_sockets_per_user;
+    let Some(slot) = ctx.connections.try_acquire(user, max_sockets) else {
         refuse(sink, stream, close::TOO_MANY_CONNECTIONS).await;
         return None;
     };
     // The local count is the fast path; the cluster count (Redis) holds the
     // limit across nodes.
-    let Some(cluster_slot) = app
-        .broker
-        .acquire_socket(user, app.config.max_sockets_per_user)
-        .await
-    else {
+    let Some(cluster_slot) = ctx.hub.acquire_socket(user, max_sockets).await else {
         refuse(sink, stream, close::TOO_MANY_CONNECTIONS).await;
         return None;
     };
 
-    app.metrics.sockets_open.fetch_add(1, Relaxed);
-    let conn = app.next_conn_id();
+    ctx.metrics.sockets_open.fetch_add(1, Relaxed);
+    let conn = ctx.hub.next_conn_id();
     let (outbox, rx, closer) = Outbox::channel(
-        app.config.outbound_queue,
+        ctx.settings.outbound_queue,
         handshake.encoding,
-        app.metrics.clone(),
+        ctx.metrics.clone(),
     );
-    let (room, joined) = app
-        .registry
-        .join(handshake.project, conn, user, outbox.clone())
+    let joined = ctx
+        .hub
+        .join(JoinRequest {
+            project: handshake.project,
+            conn,
+            user,
+            outbox: outbox.clone(),
+            since: handshake.since,
+        })
         .await;
-    // Events of other nodes must flow before history is read (see
-    // `Session::initial_state`).
-    app.broker.listen(handshake.project).await;
+    let preamble = match joined {
+        Ok(Joined {
+            room,
+            state,
+            watermark,
+        }) => encode(handshake.encoding, &ServerMessage::InitialState(state))
+            .map(|bytes| (room, bytes, watermark))
+            .map_err(|e| tracing::error!(error = %e, "encoding initial_state failed")),
+        Err(e) => {
+            tracing::error!(error = %e, "joining failed");
+            Err(())
+        }
+    };
+    let Ok((room, preamble, watermark)) = preamble else {
+        refuse(sink, stream, close::INTERNAL_ERROR).await;
+        ctx.metrics.sockets_open.fetch_sub(1, Relaxed);
+        return None;
+    };
     let session = Session {
-        app: app.clone(),
-        project: handshake.project,
-        user,
-        role,
+        ctx: ctx.clone(),
+        author: Author {
+            project: handshake.project,
+            user,
+            role,
+        },
         outbox,
         closer,
     };
-    let online = app
-        .broker
-        .online_users(handshake.project, joined.online_users)
-        .await;
-    match session.initial_state(online, handshake.since).await {
-        Some((preamble, watermark)) => Some(Admitted {
-            session,
-            room,
-            conn,
-            rx,
-            preamble,
-            watermark,
-            slots: (slot, cluster_slot),
-            grant,
-        }),
-        None => {
-            room.leave(conn).await;
-            refuse(sink, stream, close::INTERNAL_ERROR).await;
-            app.metrics.sockets_open.fetch_sub(1, Relaxed);
-            None
-        }
-    }
+    Some(Admitted {
+        session,
+        room,
+        conn,
+        rx,
+        preamble,
+        watermark,
+        slots: (slot, cluster_slot),
+        grant,
+    })
 }
 
 /// Closes a socket that never joined, with `code`.
@@ -297,149 +297,16 @@ where
     .await;
 }
 
-/// Fixed cost of one comment on the wire besides its strings (ids, keys,
-/// timestamps), a generous estimate for either encoding.
-const COMMENT_OVERHEAD_BYTES: usize = 200;
-
-/// How many of `comments` (a prefix, at least one) fit in `max_bytes` on the
-/// wire: a resume is capped in bytes as well as in count, so that 1,000
-/// long comments never make one frame the socket cannot write.
-fn within_bytes(comments: &[Comment], max_bytes: usize) -> usize {
-    let mut total = 0;
-    for (i, c) in comments.iter().enumerate() {
-        let strings = [&c.title, &c.section, &c.security]
-            .iter()
-            .filter_map(|s| s.as_deref())
-            .map(str::len)
-            .sum::<usize>();
-        // Twice the strings covers ordinary text in JSON; even text that
-        // escapes every byte (six for one) stays far below the socket's
-        // 16 MiB write buffer at the default cap.
-        total += COMMENT_OVERHEAD_BYTES + (c.text.len() + strings) * 2 + c.created.len();
-        if total > max_bytes && i > 0 {
-            return i;
-        }
-    }
-    comments.len()
-}
-
 /// A joined socket's identity and its way back to the client.
 struct Session {
-    app: AppState,
-    project: ProjectId,
-    user: UserId,
-    role: Role,
+    ctx: Arc<SessionContext>,
+    /// The member behind the socket, as the hub's commands take it.
+    author: Author,
     outbox: Outbox,
     closer: Closer,
 }
 
 impl Session {
-    /// Encodes `initial_state`; returns it and its watermark: the newest
-    /// comment id the client holds once it has read it. The writer drops live
-    /// comments at or below the watermark — they are in `initial_state`.
-    ///
-    /// Gapless switch-over: the socket joined its room (and the broker
-    /// listens to the project) *before* this reads the store, so every
-    /// comment committed after the read is queued live behind this state,
-    /// and every comment committed before it is in the read. That holds only
-    /// if a project's comment ids become visible in id order — a lower id
-    /// committing after a higher one would fall below the watermark and be
-    /// dropped. PostgreSQL identity ids are handed out at INSERT and may
-    /// commit out of order across nodes, so the store takes a per-project
-    /// advisory lock around each comment insert
-    /// ([`Store::insert_comments`](crate::store::Store::insert_comments)):
-    /// within one project, ids commit in id order on every engine, and the
-    /// watermark never hides a comment. (The alternative — keeping a window
-    /// of recent ids below the watermark and re-checking the store for them —
-    /// would cost a query per live comment; the lock costs one statement per
-    /// project per flush and makes every store read a prefix.)
-    ///
-    /// Live delivery keeps that order across nodes: every comment names its
-    /// project's previous one (`prev_id`), and a room passes a comment on
-    /// only after the one before it (held back until the predecessor
-    /// arrives through the broker, or is read from the store after a short
-    /// wait). So a socket receives the project's comments in commit order,
-    /// and the newest id a client holds is always a safe `since`.
-    ///
-    /// The newest comments come through [`BatchedReads`](crate::store::BatchedReads),
-    /// whose query starts after this request is queued — after the join — so
-    /// batching keeps the switch-over gapless.
-    ///
-    /// A resume (`since`) returns every comment after `since`, oldest first,
-    /// up to `resume_max_comments` and `resume_max_bytes`; when capped,
-    /// `resume_complete` is false and the client resumes again from
-    /// `last_comment_id`. A `since` ahead of the project's newest comment
-    /// (a client that outlived a restored store, or a made-up id) is clamped
-    /// to that newest id, and `resumed_from` says so: taken at face value it
-    /// would hide every live comment up to it behind the watermark.
-    async fn initial_state(
-        &self,
-        online_users: Vec<UserId>,
-        since: Option<CommentId>,
-    ) -> Option<(bytes::Bytes, Option<i64>)> {
-        let (comments, resume_complete, since) = match since {
-            None => (
-                self.app.reads.newest_comments(self.project).await,
-                None,
-                None,
-            ),
-            Some(since) => match self.resume(since).await {
-                Ok((comments, complete, since)) => (Ok(comments), Some(complete), Some(since)),
-                Err(e) => (Err(e), None, Some(since)),
-            },
-        };
-        let comments = match comments {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "loading initial comments failed");
-                return None;
-            }
-        };
-        let last_comment_id = comments.last().map(|c| c.id).or(since);
-        let msg = ServerMessage::InitialState(InitialState {
-            project_id: self.project,
-            comments,
-            online_users,
-            last_comment_id,
-            resumed_from: since,
-            resume_complete,
-        });
-        self.app.metrics.messages_out("initial_state", 1);
-        encode(self.outbox.encoding(), &msg)
-            .ok()
-            .map(|b| (b, last_comment_id))
-    }
-
-    /// The comments after `since` for a resume, whether that is all of
-    /// them, and the `since` actually used (clamped to the newest comment).
-    async fn resume(
-        &self,
-        since: CommentId,
-    ) -> Result<(Vec<Comment>, bool, CommentId), crate::store::StoreError> {
-        let store = &self.app.store;
-        let max = self.app.config.resume_max_comments.max(1);
-        let mut since = since;
-        let mut comments = store.comments_since(self.project, since, max + 1).await?;
-        if comments.is_empty() {
-            let newest = store.newest_comment_id(self.project).await?.unwrap_or(0);
-            if newest < since {
-                tracing::info!(since, newest, "resume ahead of the store; clamped");
-                since = newest;
-                // Read again from the clamped id: whatever committed in
-                // between is then in this state, not below its watermark.
-                comments = store.comments_since(self.project, since, max + 1).await?;
-            }
-        }
-        let mut complete = comments.len() <= max as usize;
-        comments.truncate(max as usize);
-        let within = within_bytes(&comments, self.app.config.resume_max_bytes);
-        if within < comments.len() {
-            comments.truncate(within);
-            complete = false;
-        }
-        Ok((comments, complete, since))
-    }
-
     /// Reads client frames until the socket ends or is closed; true when the
     /// peer itself closed (nothing left to drain).
     async fn read<R>(&self, stream: &mut R, last_seen: &LastSeen) -> bool
@@ -450,11 +317,11 @@ impl Session {
             let next = tokio::select! {
                 biased;
                 () = self.closer.closed() => return false,
-                () = self.app.shutdown.cancelled() => {
+                () = self.ctx.shutdown.cancelled() => {
                     // Take nothing more; close once what was taken is stored.
                     tokio::select! {
                         () = self.closer.closed() => {}
-                        () = self.app.close_sockets.cancelled() => self.closer.close(close::GOING_AWAY),
+                        () = self.ctx.close_sockets.cancelled() => self.closer.close(close::GOING_AWAY),
                     }
                     return false;
                 }
@@ -497,7 +364,7 @@ impl Session {
                     return true;
                 }
                 Some(Ok(Message::Pong(_))) => {
-                    let metrics = &self.app.metrics;
+                    let metrics = &self.ctx.metrics;
                     metrics.pongs_received.fetch_add(1, Relaxed);
                     if let Some(rtt) = last_seen.pong_received() {
                         metrics.pong_seconds.observe(rtt.as_secs_f64());
@@ -514,7 +381,7 @@ impl Session {
 
     /// An error that answers one `comment_add`, naming its `client_msg_id`.
     fn error_for(&self, message: impl Into<String>, client_msg_id: Option<String>) {
-        self.app.metrics.messages_out("error", 1);
+        self.ctx.metrics.messages_out("error", 1);
         self.outbox.offer_message(&ServerMessage::Error {
             message: message.into(),
             client_msg_id,
@@ -532,7 +399,7 @@ impl Session {
         }
         // A frame read as shutdown began is dropped unanswered: the client
         // sees 1001 without an ack and resends after reconnecting.
-        let Some(_admitted) = self.app.admit() else {
+        let Some(_admitted) = self.ctx.hub.admit() else {
             return;
         };
         let msg = decode_client(encoding, frame);
@@ -541,9 +408,13 @@ impl Session {
             Err(DecodeError::UnknownType(_)) => "unknown",
             Err(_) => "invalid",
         };
-        self.app.metrics.message_in(kind);
-        if !self.app.limits.allow(self.user, LimitedKind::of(kind)) {
-            self.app.metrics.rate_limited.fetch_add(1, Relaxed);
+        self.ctx.metrics.message_in(kind);
+        if !self
+            .ctx
+            .limits
+            .allow(self.author.user, LimitedKind::of(kind))
+        {
+            self.ctx.metrics.rate_limited.fetch_add(1, Relaxed);
             let id = match &msg {
                 Ok(ClientMessage::CommentAdd { client_msg_id, .. }) => client_msg_id.clone(),
                 _ => None,
@@ -571,10 +442,10 @@ impl Session {
     /// socket then lives until the new token expires; a refused token
     /// leaves the old deadline in place.
     fn refresh_token(&self, token: &str, clock: &LastSeen) {
-        match self.app.jwt.verify_access_grant(token) {
-            Ok(grant) if grant.user == self.user => {
+        match self.ctx.jwt.verify_access_grant(token) {
+            Ok(grant) if grant.user == self.author.user => {
                 clock.set_token(&grant);
-                self.app.metrics.messages_out("token_refreshed", 1);
+                self.ctx.metrics.messages_out("token_refreshed", 1);
                 self.outbox.offer_message(&ServerMessage::TokenRefreshed {
                     expires_at: grant.expires_at as i64,
                 });
@@ -584,86 +455,30 @@ impl Session {
     }
 
     async fn comment_add(&self, comment: NewComment, client_msg_id: Option<String>) {
-        if !self.role.can_create() {
-            return self.error_for("Permission denied", client_msg_id);
-        }
-        let (Ok(comment), Ok(key)) = (
-            ValidComment::parse(comment),
-            IdempotencyKey::from_client(client_msg_id.as_deref()),
-        ) else {
-            return self.error_for(DecodeError::InvalidComment.to_string(), client_msg_id);
-        };
-        match self.app.feedback_project(comment.inner().feedback_id).await {
-            Ok(Some(p)) if p == self.project => {}
-            Ok(_) => {
-                return self.error_for(DecodeError::InvalidComment.to_string(), client_msg_id);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "feedback lookup failed");
-                return self.error_for(crate::store::persister::STORE_FAILED, client_msg_id);
-            }
-        }
-        let job = PersistJob {
-            request: CommentRequest {
-                project_id: self.project,
-                user_id: self.user,
-                comment,
-                key,
-            },
-            reply: Reply::Socket {
-                outbox: self.outbox.clone(),
-                client_msg_id: client_msg_id.clone(),
-            },
-        };
-        if self.app.persister.submit(job).await.is_err() {
-            self.error_for(crate::store::persister::STORE_FAILED, client_msg_id);
+        let hub = &self.ctx.hub;
+        if let Err(e) = hub
+            .comment_add(self.author, comment, client_msg_id.as_deref(), &self.outbox)
+            .await
+        {
+            self.error_for(e.to_string(), client_msg_id);
         }
     }
 
     async fn typing(&self, is_typing: bool) {
-        if !self.role.can_create() {
-            return self.error("Permission denied");
+        if let Err(e) = self.ctx.hub.typing(self.author, is_typing).await {
+            self.refused(e);
         }
-        let msg = ServerMessage::Typing {
-            user_id: self.user,
-            is_typing,
-        };
-        self.app.broker.publish(self.project, msg).await;
     }
 
     async fn reaction_add(&self, reaction: NewReaction) {
-        if !self.role.can_create() {
-            return self.error("Permission denied");
+        let hub = &self.ctx.hub;
+        if let Err(e) = hub.reaction_add(self.author, reaction, &self.outbox).await {
+            self.refused(e);
         }
-        let Ok(emoji) = Emoji::parse(&reaction.emoji) else {
-            return self.error(DecodeError::InvalidReaction.to_string());
-        };
-        match self.app.store.comment_project(reaction.comment_id).await {
-            Ok(Some(p)) if p == self.project => {}
-            Ok(_) => return self.error(DecodeError::InvalidReaction.to_string()),
-            Err(e) => {
-                tracing::error!(error = %e, "comment lookup failed");
-                return self.error("Reaction could not be stored, please retry");
-            }
-        }
-        match self
-            .app
-            .store
-            .add_reaction(reaction.comment_id, self.user, &emoji)
-            .await
-        {
-            Ok(Some(stored)) => {
-                let msg = ServerMessage::Reaction {
-                    reaction: stored,
-                    user_id: self.user,
-                };
-                self.app.broker.publish(self.project, msg).await;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "storing a reaction failed");
-                self.error("Reaction could not be stored, please retry");
-            }
-        }
+    }
+
+    /// A command the hub refused, answered with its reason.
+    fn refused(&self, e: CommandError) {
+        self.error(e.to_string());
     }
 }

@@ -4,7 +4,9 @@
 //! one frame, and flushes once — no timer, so nothing waits at low load and
 //! batches grow on their own under load. It also sends keepalive pings,
 //! the token's `token_expiring` warning, and the close frame — one timer
-//! per socket serves the pings and the token deadline alike.
+//! per socket serves the pings and the token deadline alike, on the
+//! schedule [`Keepalive`] keeps. Live comments the client already holds
+//! are dropped by the queue ([`Inbox`]), not here.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,15 +15,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use vridge_protocol::codec::{batch_frame, encode};
-use vridge_protocol::{CommentId, Encoding, ServerMessage, close};
+use vridge_protocol::{Encoding, ServerMessage, close};
 
 use super::clock::LastSeen;
-use super::outbox::{Closer, Inbox, OutFrame, PEER_CLOSED};
+use super::keepalive::Keepalive;
 use crate::metrics::Metrics;
+use crate::outbound::{Closer, Inbox, OutFrame, PEER_CLOSED};
 
 /// How long the close frame may take to go out to a peer that may not read.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -32,8 +35,6 @@ pub struct WriterSettings {
     pub max_batch: usize,
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
-    /// Comments with an id up to this were in `initial_state`: skip them live.
-    pub watermark: Option<CommentId>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -96,33 +97,30 @@ where
             Some(msg) => send_or_close(&mut self.sink, msg, &self.closer).await,
             None => false,
         };
-        let mut next_ping = Instant::now() + self.settings.ping_interval;
-        // The token expiry the client was last warned about (0: none yet).
-        let mut warned = 0;
+        let mut schedule = Keepalive::new(self.settings.ping_interval, self.settings.pong_timeout);
         // Boxed, as tokio's `Interval` boxes its own: the timer's entry is
         // not part of the future every idle socket holds.
-        let mut timer = Box::pin(sleep_until(self.next_wake(next_ping, warned)));
+        let mut timer = Box::pin(sleep_until(schedule.next_wake(&self.last_seen)));
         while alive {
             tokio::select! {
                 biased;
                 () = self.closer.closed() => break,
                 () = &mut timer => {
-                    if self.last_seen.token_expired() {
-                        self.closer.close(close::TOKEN_EXPIRED);
+                    let due = schedule.due(&self.last_seen);
+                    if let Some(code) = due.close {
+                        if code == close::KEEPALIVE_TIMEOUT {
+                            self.settings.metrics.keepalive_closes.fetch_add(1, Relaxed);
+                        }
+                        self.closer.close(code);
                         break;
                     }
-                    let expires_at = self.last_seen.token_expires_at();
-                    if warned != expires_at
-                        && self.last_seen.token_warn_at().is_some_and(|at| Instant::now() >= at)
-                    {
-                        warned = expires_at;
+                    if let Some(expires_at) = due.warn {
                         alive = self.warn_token(expires_at).await;
                     }
-                    if alive && Instant::now() >= next_ping {
-                        next_ping = Instant::now() + self.settings.ping_interval;
-                        alive = self.keepalive().await;
+                    if alive && due.ping {
+                        alive = self.ping().await;
                     }
-                    timer.as_mut().reset(self.next_wake(next_ping, warned));
+                    timer.as_mut().reset(schedule.next_wake(&self.last_seen));
                 }
                 n = self.rx.recv_many(&mut self.queued, self.settings.max_batch) => {
                     if n == 0 {
@@ -143,28 +141,7 @@ where
         Box::pin(self.finish(alive)).await;
     }
 
-    /// The next moment the timer has work: a ping, the token's warning (if
-    /// not yet given for this expiry), or the token's deadline.
-    fn next_wake(&self, next_ping: Instant, warned: u64) -> Instant {
-        let mut wake = next_ping;
-        if let Some(deadline) = self.last_seen.token_deadline() {
-            wake = wake.min(deadline);
-        }
-        if warned != self.last_seen.token_expires_at()
-            && let Some(warn) = self.last_seen.token_warn_at()
-        {
-            wake = wake.min(warn);
-        }
-        wake
-    }
-
-    /// Closes a peer silent past the pong timeout, or sends a ping.
-    async fn keepalive(&mut self) -> bool {
-        if self.last_seen.silent_for() > self.settings.pong_timeout {
-            self.settings.metrics.keepalive_closes.fetch_add(1, Relaxed);
-            self.closer.close(close::KEEPALIVE_TIMEOUT);
-            return false;
-        }
+    async fn ping(&mut self) -> bool {
         let ping = Message::Ping(Bytes::new());
         let alive = send_or_close(&mut self.sink, ping, &self.closer).await;
         if alive {
@@ -266,9 +243,6 @@ async fn write_batch<S>(
 where
     S: Sink<Message> + Unpin,
 {
-    if let Some(mark) = settings.watermark {
-        queued.retain(|f| f.comment_id.is_none_or(|id| id > mark));
-    }
     let count = queued.len();
     let bytes = match count {
         0 => return true,
@@ -296,5 +270,204 @@ where
         biased;
         () = closer.closed() => false,
         sent = sink.send(msg) => sent.is_ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::sync::mpsc;
+    use vridge_protocol::CommentId;
+
+    use super::*;
+    use crate::outbound::Outbox;
+
+    /// A socket's sending half that hands every message to the test.
+    struct Recorder(mpsc::UnboundedSender<Message>);
+
+    impl Sink<Message> for Recorder {
+        type Error = ();
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<(), ()> {
+            self.0.send(msg).map_err(|_| ())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A peer that never reads: nothing is ever written or flushed.
+    struct Stuck;
+
+    impl Sink<Message> for Stuck {
+        type Error = ();
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Pending
+        }
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), ()> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Pending
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Pending
+        }
+    }
+
+    fn settings(metrics: &Arc<Metrics>) -> WriterSettings {
+        WriterSettings {
+            encoding: Encoding::Json,
+            max_batch: 64,
+            ping_interval: Duration::from_secs(20),
+            pong_timeout: Duration::from_secs(60),
+            metrics: metrics.clone(),
+        }
+    }
+
+    fn event(text: &str, comment_id: Option<CommentId>) -> OutFrame {
+        OutFrame {
+            bytes: Bytes::from(format!(r#"{{"type":"x","n":"{text}"}}"#)),
+            comment_id,
+        }
+    }
+
+    /// A writer over a recording sink; returns the queue's sending side,
+    /// its closer, what the sink receives, and the task.
+    fn recorded(
+        prepare: impl FnOnce(&Outbox, &mut Inbox),
+    ) -> (
+        Outbox,
+        Closer,
+        mpsc::UnboundedReceiver<Message>,
+        JoinHandle<()>,
+        Arc<Metrics>,
+    ) {
+        let metrics = Arc::new(Metrics::default());
+        let (outbox, mut inbox, closer) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        prepare(&outbox, &mut inbox);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = spawn(
+            Recorder(tx),
+            inbox,
+            closer.clone(),
+            Bytes::from_static(br#"{"type":"initial_state"}"#),
+            Arc::new(LastSeen::new()),
+            settings(&metrics),
+        );
+        (outbox, closer, rx, task, metrics)
+    }
+
+    fn text(msg: &Message) -> &str {
+        match msg {
+            Message::Text(t) => t.as_str(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_queued_together_go_out_as_one_batch_frame_after_the_initial_state() {
+        let (outbox, _closer, mut rx, task, metrics) = recorded(|outbox, _| {
+            for n in 0..5 {
+                assert!(outbox.offer(event(&n.to_string(), None)));
+            }
+        });
+        assert_eq!(
+            text(&rx.recv().await.unwrap()),
+            r#"{"type":"initial_state"}"#
+        );
+        let batch = rx.recv().await.unwrap();
+        let expected: Vec<String> = (0..5)
+            .map(|n| format!(r#"{{"type":"x","n":"{n}"}}"#))
+            .collect();
+        assert_eq!(
+            text(&batch),
+            format!(r#"{{"type":"batch","messages":[{}]}}"#, expected.join(","))
+        );
+        // A lone event later goes out as itself, not as a batch of one.
+        assert!(outbox.offer(event("alone", None)));
+        assert_eq!(
+            text(&rx.recv().await.unwrap()),
+            r#"{"type":"x","n":"alone"}"#
+        );
+        // The last sender gone: the writer closes with 1000 and ends.
+        drop(outbox);
+        let closing = rx.recv().await.unwrap();
+        assert!(
+            matches!(&closing, Message::Close(Some(f)) if u16::from(f.code) == 1000),
+            "{closing:?}"
+        );
+        task.await.unwrap();
+        assert_eq!(metrics.frame_events.count(), 2);
+    }
+
+    #[tokio::test]
+    async fn comments_the_initial_state_held_are_not_sent_live() {
+        let (outbox, _closer, mut rx, task, _) = recorded(|outbox, inbox| {
+            inbox.set_watermark(Some(5));
+            for id in [4, 5, 6] {
+                assert!(outbox.offer(event(&id.to_string(), Some(id))));
+            }
+        });
+        rx.recv().await.unwrap();
+        assert_eq!(text(&rx.recv().await.unwrap()), r#"{"type":"x","n":"6"}"#);
+        drop(outbox);
+        assert!(matches!(rx.recv().await, Some(Message::Close(_))));
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_pinged_then_closed_with_4009() {
+        let (_outbox, closer, mut rx, task, metrics) = recorded(|_, _| {});
+        rx.recv().await.unwrap();
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            assert!(matches!(rx.recv().await, Some(Message::Ping(_))));
+        }
+        let closing = rx.recv().await.unwrap();
+        assert!(
+            matches!(&closing, Message::Close(Some(f)) if u16::from(f.code) == close::KEEPALIVE_TIMEOUT),
+            "{closing:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(80));
+        assert_eq!(closer.code(), Some(close::KEEPALIVE_TIMEOUT));
+        task.await.unwrap();
+        assert_eq!(metrics.keepalive_closes.load(Relaxed), 1);
+        assert_eq!(metrics.pings_sent.load(Relaxed), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_reads_is_cut_when_its_socket_is_closed() {
+        let metrics = Arc::new(Metrics::default());
+        let (outbox, inbox, closer) = Outbox::channel(4, Encoding::Json, metrics.clone());
+        let task = spawn(
+            Stuck,
+            inbox,
+            closer.clone(),
+            Bytes::from_static(b"{}"),
+            Arc::new(LastSeen::new()),
+            settings(&metrics),
+        );
+        // Its queue fills: the room's next offer closes it as a slow consumer.
+        let mut offered = 0;
+        while outbox.offer(event("x", None)) {
+            offered += 1;
+        }
+        assert_eq!(offered, 4);
+        assert_eq!(closer.code(), Some(close::SLOW_CONSUMER));
+        // The writer, stuck in its first write, gives up within its grace.
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("the writer ended")
+            .unwrap();
+        assert!(started.elapsed() <= CLOSE_GRACE, "{:?}", started.elapsed());
     }
 }

@@ -9,14 +9,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
-use crate::app::AppState;
+use super::SessionContext;
+use crate::http::error::ApiError;
 
 /// `Some(429)` when the upgrade's address is over its quota.
-pub fn refuse_upgrade(app: &AppState, req: &Request) -> Option<Response> {
+pub fn refuse_upgrade(ctx: &SessionContext, req: &Request) -> Option<Response> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0;
-    let wait = app.limits.check_upgrade(peer.ip()).err()?;
-    app.metrics.http.rate_limited.fetch_add(1, Relaxed);
+    let wait = ctx.limits.check_upgrade(peer.ip()).err()?;
+    ctx.metrics.http.rate_limited.fetch_add(1, Relaxed);
     tracing::debug!(ip = %peer.ip(), "upgrade refused: over the address's quota");
     Some(ApiError::rate_limited(wait).into_response())
 }

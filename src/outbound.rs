@@ -1,7 +1,9 @@
-//! A connection's outbound side as the rest of the server sees it: a bounded
-//! queue of pre-encoded frames and a one-shot close signal. Rooms and the
-//! persister `offer` into it and never wait; a full queue closes the
-//! connection as a slow consumer instead of holding anyone back.
+//! A connection's outbound queue, a leaf that imports nothing of the core: a
+//! bounded queue of pre-encoded frames and a one-shot close signal. Rooms
+//! and the persister `offer` into it and never wait; a full queue closes the
+//! connection as a slow consumer instead of holding anyone back. The
+//! receiving half ([`Inbox`]) belongs to the connection's writer and drops
+//! live comments its `initial_state` already held (the watermark).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -13,8 +15,8 @@ use vridge_protocol::{CommentId, Encoding, close};
 
 use crate::metrics::Metrics;
 
-/// One encoded event. `comment_id` lets the writer drop live comments that
-/// the `initial_state` it sent first already contained.
+/// One encoded event. `comment_id` lets the [`Inbox`] drop live comments
+/// that the `initial_state` sent first already contained.
 #[derive(Debug, Clone)]
 pub struct OutFrame {
     pub bytes: Bytes,
@@ -171,7 +173,10 @@ impl Outbox {
                 encoding,
                 metrics,
             },
-            Inbox { queue },
+            Inbox {
+                queue,
+                watermark: None,
+            },
             closer,
         )
     }
@@ -237,9 +242,27 @@ impl Outbox {
 #[derive(Debug)]
 pub struct Inbox {
     queue: Arc<Queue>,
+    /// Comments with an id up to this were in the `initial_state` the
+    /// connection was sent first: queued live, they are skipped. Set once,
+    /// before the writer starts; comments queued by the room before the
+    /// state was read are what it filters.
+    watermark: Option<CommentId>,
 }
 
 impl Inbox {
+    /// Skips live comments with an id up to `mark` from now on.
+    pub fn set_watermark(&mut self, mark: Option<CommentId>) {
+        self.watermark = mark;
+    }
+
+    /// Whether a frame is still news to the client.
+    fn wanted(&self, frame: &OutFrame) -> bool {
+        match (self.watermark, frame.comment_id) {
+            (Some(mark), Some(id)) => id > mark,
+            _ => true,
+        }
+    }
+
     /// Waits for queued frames and moves up to `limit` of them into `buf`.
     /// Returns how many; 0 only when every [`Outbox`] is gone and nothing is
     /// left. Cancel safe: frames are only taken once it completes.
@@ -249,9 +272,14 @@ impl Inbox {
                 let mut state = self.queue.lock();
                 let n = state.frames.len().min(limit.max(1));
                 if n > 0 {
-                    buf.extend(state.frames.drain(..n));
+                    let before = buf.len();
+                    buf.extend(state.frames.drain(..n).filter(|f| self.wanted(f)));
                     state.release_if_empty();
-                    return n;
+                    // Everything drained was below the watermark: wait on.
+                    if buf.len() > before {
+                        return buf.len() - before;
+                    }
+                    continue;
                 }
                 if state.senders == 0 {
                     return 0;
@@ -267,7 +295,10 @@ impl Inbox {
             {
                 let mut state = self.queue.lock();
                 if let Some(frame) = state.pop() {
-                    return Some(frame);
+                    if self.wanted(&frame) {
+                        return Some(frame);
+                    }
+                    continue;
                 }
                 if state.senders == 0 {
                     return None;
@@ -277,9 +308,15 @@ impl Inbox {
         }
     }
 
-    /// The next frame if one is queued.
+    /// The next wanted frame if one is queued.
     pub fn try_recv(&mut self) -> Option<OutFrame> {
-        self.queue.lock().pop()
+        let mut state = self.queue.lock();
+        while let Some(frame) = state.pop() {
+            if self.wanted(&frame) {
+                return Some(frame);
+            }
+        }
+        None
     }
 }
 
@@ -373,6 +410,29 @@ mod tests {
         drop(inbox);
         assert!(!outbox.offer(frame(1)));
         assert!(!closer.is_closed());
+    }
+
+    #[tokio::test]
+    async fn comments_up_to_the_watermark_are_skipped_and_the_rest_kept_in_order() {
+        let (outbox, mut inbox, _) = Outbox::channel(16, Encoding::Json, Arc::default());
+        inbox.set_watermark(Some(5));
+        for id in [4, 5, 6, 3, 7] {
+            assert!(outbox.offer(frame(id)));
+        }
+        assert!(outbox.offer(OutFrame {
+            bytes: Bytes::from_static(b"{}"),
+            comment_id: None,
+        }));
+        let mut got = Vec::new();
+        assert_eq!(inbox.recv_many(&mut got, 2).await, 1);
+        assert_eq!(inbox.recv_many(&mut got, 16).await, 2);
+        let ids: Vec<_> = got.iter().map(|f| f.comment_id).collect();
+        assert_eq!(ids, vec![Some(6), Some(7), None]);
+        // Only skipped frames queued: the writer keeps waiting, not woken empty.
+        assert!(outbox.offer(frame(2)));
+        assert!(inbox.try_recv().is_none());
+        assert!(outbox.offer(frame(8)));
+        assert_eq!(inbox.recv().await.and_then(|f| f.comment_id), Some(8));
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The write-behind persister: comments from sockets and REST are queued
-//! here, written in batches (one multi-row INSERT per flush), and only once
-//! committed are they broadcast and acknowledged. A failed flush tells every
-//! waiting sender; nothing is acknowledged that is not stored.
+//! The write-behind persister: every durable client write — comments from
+//! sockets and REST, reactions — is queued here, written in order (runs of
+//! comments in batches: one multi-row INSERT per flush), and only once
+//! committed is it broadcast and acknowledged. A failed flush tells every
+//! waiting sender; nothing is acknowledged that is not stored. Reactions
+//! take the same queue, so a socket's read loop never waits on the store.
 //!
 //! Flushing is driven by the queue, not a timer: the task wakes on the first
 //! job, takes whatever else is already queued (up to the batch cap) and
@@ -19,12 +21,13 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vridge_protocol::{CommentAck, ServerMessage};
+use vridge_protocol::{CommentAck, CommentId, DecodeError, ProjectId, ServerMessage, UserId};
 
-use super::{CommentRequest, Store, StoredComment};
 use crate::broker::Broker;
+use crate::domain::Emoji;
 use crate::metrics::Metrics;
-use crate::ws::outbox::Outbox;
+use crate::outbound::Outbox;
+use crate::store::{CommentRequest, Store, StoredComment};
 
 /// Jobs queued before submitters wait.
 const QUEUE: usize = 8192;
@@ -32,6 +35,9 @@ const QUEUE: usize = 8192;
 /// What the client is told when its comment could not be stored; it may
 /// retry with the same `client_msg_id`.
 pub const STORE_FAILED: &str = "Comment could not be stored, please retry";
+
+/// What the client is told when its reaction could not be stored.
+pub const REACTION_FAILED: &str = "Reaction could not be stored, please retry";
 
 /// Why a comment was not stored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,16 +64,36 @@ pub enum Reply {
     Waiter(oneshot::Sender<Result<StoredComment, PersistError>>),
 }
 
+/// One comment to store.
 #[derive(Debug)]
 pub struct PersistJob {
     pub request: CommentRequest,
     pub reply: Reply,
 }
 
+/// One reaction to store: the comment's project is checked when it is
+/// written, not in the read loop that took it.
+#[derive(Debug)]
+pub struct ReactionJob {
+    pub project: ProjectId,
+    pub user: UserId,
+    pub comment: CommentId,
+    pub emoji: Emoji,
+    /// Where an error goes; the reaction itself is broadcast to the room.
+    pub reply: Outbox,
+}
+
+/// What the persister's queue holds, in the order it was taken.
+#[derive(Debug)]
+enum Job {
+    Comment(PersistJob),
+    Reaction(ReactionJob),
+}
+
 /// Handle to the persister task. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Persister {
-    tx: mpsc::Sender<PersistJob>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl Persister {
@@ -91,9 +117,20 @@ impl Persister {
         (Self { tx }, handle)
     }
 
-    /// Queues a job; waits only while the queue is full.
+    /// Queues a comment; waits only while the queue is full.
     pub async fn submit(&self, job: PersistJob) -> Result<(), PersistError> {
-        self.tx.send(job).await.map_err(|_| PersistError::Stopped)
+        self.tx
+            .send(Job::Comment(job))
+            .await
+            .map_err(|_| PersistError::Stopped)
+    }
+
+    /// Queues a reaction; waits only while the queue is full.
+    pub async fn submit_reaction(&self, job: ReactionJob) -> Result<(), PersistError> {
+        self.tx
+            .send(Job::Reaction(job))
+            .await
+            .map_err(|_| PersistError::Stopped)
     }
 
     /// Stores one comment and waits for the outcome (REST).
@@ -116,7 +153,7 @@ struct Task {
 }
 
 impl Task {
-    async fn run(self, mut rx: mpsc::Receiver<PersistJob>, shutdown: CancellationToken) {
+    async fn run(self, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
         loop {
             let first = tokio::select! {
                 biased;
@@ -124,30 +161,87 @@ impl Task {
                 () = shutdown.cancelled() => None,
             };
             let Some(first) = first else { break };
-            let batch = self.take_batch(first, &mut rx);
-            self.flush(batch).await;
+            self.write(first, &mut rx).await;
         }
         rx.close();
         while let Some(first) = rx.recv().await {
-            let batch = self.take_batch(first, &mut rx);
-            self.flush(batch).await;
+            self.write(first, &mut rx).await;
         }
         tracing::info!("persister flushed and stopped");
     }
 
-    fn take_batch(
-        &self,
-        first: PersistJob,
-        rx: &mut mpsc::Receiver<PersistJob>,
-    ) -> Vec<PersistJob> {
-        let mut batch = vec![first];
-        while batch.len() < self.max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    /// Writes `first` and whatever else is already queued, in queue order:
+    /// each run of comments (up to the batch cap) as one batch, each
+    /// reaction on its own.
+    async fn write(&self, first: Job, rx: &mut mpsc::Receiver<Job>) {
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(job) = next.take() {
+            match job {
+                Job::Reaction(reaction) => {
+                    self.react(reaction).await;
+                    written += 1;
+                }
+                Job::Comment(comment) => {
+                    let mut batch = vec![comment];
+                    while batch.len() < self.max_batch {
+                        match rx.try_recv() {
+                            Ok(Job::Comment(c)) => batch.push(c),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    written += batch.len();
+                    self.flush(batch).await;
+                }
+            }
+            // One wake writes at most a batch's worth; the rest waits its
+            // turn behind the shutdown check of `run`.
+            if next.is_none() && written < self.max_batch {
+                next = rx.try_recv().ok();
             }
         }
-        batch
+    }
+
+    /// Stores one reaction if its comment is in the socket's project, then
+    /// broadcasts it; adding the same reaction again changes nothing.
+    async fn react(&self, job: ReactionJob) {
+        let refuse = |message: &str| {
+            self.metrics.messages_out("error", 1);
+            job.reply.offer_message(&ServerMessage::Error {
+                message: message.to_owned(),
+                client_msg_id: None,
+            });
+        };
+        match self.store.comment_project(job.comment).await {
+            Ok(Some(p)) if p == job.project => {}
+            Ok(_) => return refuse(&DecodeError::InvalidReaction.to_string()),
+            Err(e) => {
+                tracing::error!(error = %e, "comment lookup failed");
+                return refuse(REACTION_FAILED);
+            }
+        }
+        match self
+            .store
+            .add_reaction(job.comment, job.user, &job.emoji)
+            .await
+        {
+            Ok(Some(stored)) => {
+                let msg = ServerMessage::Reaction {
+                    reaction: stored,
+                    user_id: job.user,
+                };
+                self.broker.publish(job.project, msg).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "storing a reaction failed");
+                refuse(REACTION_FAILED);
+            }
+        }
     }
 
     /// Writes `batch` in order. A batch whose data the database refused is

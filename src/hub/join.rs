@@ -1,0 +1,193 @@
+//! Joining a project's room: the member is added to the room, the node
+//! listens to the project across nodes, and only then is history read — the
+//! order that makes the switch-over from history to live events gapless.
+
+use vridge_protocol::{Comment, CommentId, InitialState, ProjectId, UserId};
+
+use super::Hub;
+use crate::outbound::Outbox;
+use crate::room::{ConnId, RoomHandle};
+use crate::store::StoreError;
+
+/// Comments sent in `initial_state`.
+pub const INITIAL_COMMENTS: u32 = 20;
+
+/// Fixed cost of one comment on the wire besides its strings (ids, keys,
+/// timestamps), a generous estimate for either encoding.
+const COMMENT_OVERHEAD_BYTES: usize = 200;
+
+/// How much one resume may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeLimits {
+    pub max_comments: u32,
+    pub max_bytes: usize,
+}
+
+/// A socket asking to join a project's room.
+#[derive(Debug)]
+pub struct JoinRequest {
+    pub project: ProjectId,
+    pub conn: ConnId,
+    pub user: UserId,
+    /// Where the room sends this member's events.
+    pub outbox: Outbox,
+    /// `?since=`: the newest comment id the client holds (a resume).
+    pub since: Option<CommentId>,
+}
+
+/// A member of a room, with what it must be sent first.
+#[derive(Debug)]
+pub struct Joined {
+    pub room: RoomHandle,
+    pub state: InitialState,
+    /// The newest comment id the client holds once it has read `state`:
+    /// live comments up to it are already in the state.
+    pub watermark: Option<CommentId>,
+}
+
+/// Why a join did not complete; the member was taken out of the room again.
+#[derive(Debug, thiserror::Error)]
+#[error("loading the initial state failed: {0}")]
+pub struct JoinError(#[from] StoreError);
+
+impl Hub {
+    /// Joins the project's room and reads `initial_state`.
+    ///
+    /// Gapless switch-over: the member joined its room (and the broker
+    /// listens to the project) *before* this reads the store, so every
+    /// comment committed after the read is queued live behind this state,
+    /// and every comment committed before it is in the read. That holds only
+    /// if a project's comment ids become visible in id order — a lower id
+    /// committing after a higher one would fall below the watermark and be
+    /// dropped. PostgreSQL identity ids are handed out at INSERT and may
+    /// commit out of order across nodes, so the store takes a per-project
+    /// advisory lock around each comment insert
+    /// ([`Store::insert_comments`](crate::store::Store::insert_comments)):
+    /// within one project, ids commit in id order on every engine, and the
+    /// watermark never hides a comment. (The alternative — keeping a window
+    /// of recent ids below the watermark and re-checking the store for them —
+    /// would cost a query per live comment; the lock costs one statement per
+    /// project per flush and makes every store read a prefix.)
+    ///
+    /// Live delivery keeps that order across nodes: every comment names its
+    /// project's previous one (`prev_id`), and a room passes a comment on
+    /// only after the one before it (held back until the predecessor
+    /// arrives through the broker, or is read from the store after a short
+    /// wait). So a socket receives the project's comments in commit order,
+    /// and the newest id a client holds is always a safe `since`.
+    ///
+    /// The newest comments come through [`BatchedReads`](crate::store::BatchedReads),
+    /// whose query starts after this request is queued — after the join — so
+    /// batching keeps the switch-over gapless.
+    ///
+    /// A resume (`since`) returns every comment after `since`, oldest first,
+    /// up to the [`ResumeLimits`]; when capped, `resume_complete` is false
+    /// and the client resumes again from `last_comment_id`. A `since` ahead
+    /// of the project's newest comment (a client that outlived a restored
+    /// store, or a made-up id) is clamped to that newest id, and
+    /// `resumed_from` says so: taken at face value it would hide every live
+    /// comment up to it behind the watermark.
+    pub async fn join(&self, request: JoinRequest) -> Result<Joined, JoinError> {
+        let JoinRequest {
+            project,
+            conn,
+            user,
+            outbox,
+            since,
+        } = request;
+        let inner = &self.inner;
+        let (room, joined) = inner.registry.join(project, conn, user, outbox).await;
+        // Events of other nodes must flow before history is read.
+        inner.broker.listen(project).await;
+        let online_users = inner
+            .presence
+            .online_users(project, joined.online_users)
+            .await;
+        let read = match since {
+            None => inner
+                .reads
+                .newest_comments(project)
+                .await
+                .map(|c| (c, None, None)),
+            Some(since) => self
+                .resume(project, since)
+                .await
+                .map(|(c, complete, since)| (c, Some(complete), Some(since))),
+        };
+        let (comments, resume_complete, resumed_from) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                room.leave(conn).await;
+                return Err(e.into());
+            }
+        };
+        let last_comment_id = comments.last().map(|c| c.id).or(resumed_from);
+        inner.metrics.messages_out("initial_state", 1);
+        Ok(Joined {
+            room,
+            state: InitialState {
+                project_id: project,
+                comments,
+                online_users,
+                last_comment_id,
+                resumed_from,
+                resume_complete,
+            },
+            watermark: last_comment_id,
+        })
+    }
+
+    /// The comments after `since` for a resume, whether that is all of
+    /// them, and the `since` actually used (clamped to the newest comment).
+    async fn resume(
+        &self,
+        project: ProjectId,
+        since: CommentId,
+    ) -> Result<(Vec<Comment>, bool, CommentId), StoreError> {
+        let store = &self.inner.store;
+        let limits = self.inner.resume;
+        let max = limits.max_comments.max(1);
+        let mut since = since;
+        let mut comments = store.comments_since(project, since, max + 1).await?;
+        if comments.is_empty() {
+            let newest = store.newest_comment_id(project).await?.unwrap_or(0);
+            if newest < since {
+                tracing::info!(since, newest, "resume ahead of the store; clamped");
+                since = newest;
+                // Read again from the clamped id: whatever committed in
+                // between is then in this state, not below its watermark.
+                comments = store.comments_since(project, since, max + 1).await?;
+            }
+        }
+        let mut complete = comments.len() <= max as usize;
+        comments.truncate(max as usize);
+        let within = within_bytes(&comments, limits.max_bytes);
+        if within < comments.len() {
+            comments.truncate(within);
+            complete = false;
+        }
+        Ok((comments, complete, since))
+    }
+}
+
+/// How many of `comments` (a prefix, at least one) fit in `max_bytes` on the
+/// wire: a resume is capped in bytes as well as in count, so that 1,000
+/// long comments never make one frame the socket cannot write.
+fn within_bytes(comments: &[Comment], max_bytes: usize) -> usize {
+    let mut total = 0;
+    for (i, c) in comments.iter().enumerate() {
+        let strings = [&c.title, &c.section, &c.security]
+            .iter()
+            .filter_map(|s| s.as_deref())
+            .map(str::len)
+            .sum::<usize>();
+        // Twice the strings covers ordinary text in JSON; even text that
+        // escapes every byte (six for one) stays far below the socket's
+        // 16 MiB write buffer at the default cap.
+        total += COMMENT_OVERHEAD_BYTES + (c.text.len() + strings) * 2 + c.created.len();
+        if total > max_bytes && i > 0 {
+            return i;
+        }
+    }
+    comments.len()
+}
