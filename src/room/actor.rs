@@ -445,7 +445,11 @@ impl Room {
             }
         }
         for user in users {
-            self.leaving.remove(&user);
+            // Two queue entries can share one instant (a coarse clock, or a
+            // paused one): a user is announced once, whatever their entries.
+            if self.leaving.remove(&user).is_none() {
+                continue;
+            }
             let dropped = self.announce_offline(user);
             self.remove_all(dropped);
         }

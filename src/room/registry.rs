@@ -198,6 +198,8 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (_room, _) = reg.join(1, 1, 10, watch_box).await;
+        // The room has read the store; from here on only its clock matters.
+        tokio::time::pause();
         let (churn_box, _churn_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (mut room, _) = reg.join(1, 2, 20, churn_box).await;
         settle(&reg, 1, 10).await;
@@ -429,15 +431,72 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let (outbox, mut rx, _) = Outbox::channel(64, Encoding::Json, metrics);
         let (_room, _) = reg.join(1, 1, 1, outbox).await;
+        tokio::time::pause();
         reg.deliver(1, comment(8, None)).await;
         assert_eq!(received_ids(&mut rx, 1).await, vec![8]);
         reg.deliver(1, comment(10, Some(9))).await;
+        // Held for most of the wait: nothing goes out, the store is not read.
+        tokio::time::advance(GAP_WAIT - Duration::from_millis(1)).await;
+        settle(&reg, 1, 1).await;
+        assert!(rx.try_recv().is_none(), "10 waits for 9");
         reg.deliver(1, comment(9, Some(8))).await;
         reg.deliver(1, comment(10, Some(9))).await;
         reg.deliver(1, comment(11, Some(10))).await;
         assert_eq!(received_ids(&mut rx, 3).await, vec![9, 10, 11]);
-        tokio::time::sleep(GAP_WAIT * 2).await;
+        tokio::time::advance(GAP_WAIT * 2).await;
+        settle(&reg, 1, 1).await;
         assert!(rx.try_recv().is_none(), "nothing is delivered twice");
+    }
+
+    /// A typing indicator nobody refreshes lapses after the typing timeout:
+    /// the others are told the typist stopped, once, and not before.
+    #[tokio::test]
+    async fn an_unrefreshed_typing_indicator_lapses_after_the_timeout() {
+        let (reg, _store, _dir) = registry().await;
+        let metrics = Arc::new(Metrics::default());
+        let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (_watcher, _) = reg.join(1, 1, 10, watch_box).await;
+        let (typist_box, _typist_rx, _) = Outbox::channel(64, Encoding::Json, metrics);
+        let (_typist, _) = reg.join(1, 2, 20, typist_box).await;
+        tokio::time::pause();
+        let typing = |is_typing| {
+            Arc::new(ServerMessage::Typing {
+                user_id: 20,
+                is_typing,
+            })
+        };
+        reg.deliver(1, typing(true)).await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(
+            drain(&mut watch_rx),
+            [
+                r#"{"type":"presence_join","user_id":20}"#,
+                r#"{"type":"typing","user_id":20,"is_typing":true}"#
+            ]
+        );
+        // A refresh halfway restarts the timeout.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        reg.deliver(1, typing(true)).await;
+        settle(&reg, 1, 10).await;
+        tokio::time::advance(Duration::from_secs(9)).await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(
+            drain(&mut watch_rx),
+            [r#"{"type":"typing","user_id":20,"is_typing":true}"#],
+            "not lapsed 9 s after the refresh"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let lapse = tokio::time::timeout(Duration::from_millis(1), watch_rx.recv())
+            .await
+            .expect("lapsed 10 s after the refresh")
+            .expect("queue open");
+        assert_eq!(
+            String::from_utf8_lossy(&lapse.bytes),
+            r#"{"type":"typing","user_id":20,"is_typing":false}"#
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        settle(&reg, 1, 10).await;
+        assert!(drain(&mut watch_rx).is_empty(), "lapsed once");
     }
 
     /// A predecessor the broker never brings is read from the store once the
