@@ -312,7 +312,7 @@ mod tests {
         let mut after = Vec::new();
         tokio::time::timeout(GRACE * 4, async {
             while !after.contains(&PresenceEvent::Retired(1)) {
-                after.push(events.recv().await.expect("hooks open"));
+                after.push(events.recv().await.expect("reports open"));
             }
         })
         .await

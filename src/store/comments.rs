@@ -1,5 +1,5 @@
 //! Comments and reactions: the batched, idempotent comment insert the
-//! persister uses, and the history reads.
+//! hub's persister uses, and the history reads.
 
 use std::collections::HashMap;
 

@@ -1,7 +1,10 @@
 //! One feedback socket from handshake to close: authenticate, authorize,
-//! join the room, send `initial_state`, then read client messages until the
-//! socket closes, is closed (slow consumer, eviction, keepalive), or the
-//! server shuts down. The writer task does all writing.
+//! take the socket slots, join through the hub, send `initial_state`, then
+//! read and decode client frames — each handed to the hub, whose refusals
+//! are answered here — until the socket closes, is closed (slow consumer,
+//! eviction, keepalive), or the server shuts down. Only IO lives here: the
+//! commands' checks and effects are the hub's, and the writer task does
+//! all writing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
