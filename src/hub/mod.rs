@@ -13,6 +13,8 @@ mod commands;
 mod join;
 pub mod persister;
 #[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
 mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

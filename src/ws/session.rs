@@ -485,3 +485,218 @@ impl Session {
         self.error(e.to_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The read loop over a stream of frames, with no socket: what a client
+    //! sends reaches the hub, and what it is answered lands in its queue.
+
+    use futures_util::stream;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+    use vridge_protocol::UserId;
+
+    use super::*;
+    use crate::auth::JwtKeys;
+    use crate::config::Config;
+    use crate::domain::Role;
+    use crate::hub::INITIAL_COMMENTS;
+    use crate::hub::test_support::{World, next, world};
+    use crate::limits::RateLimits;
+    use crate::store::BatchedReads;
+    use crate::ws::SocketSettings;
+    use crate::ws::connection_limit::ConnectionLimiter;
+
+    /// A joined-looking session of `user` on `w`'s project, with its queue.
+    fn session(w: &World, user: UserId, role: Role, limits: &[&str]) -> (Session, Inbox) {
+        let config = Config::from_args(limits.iter().copied()).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let ctx = Arc::new(SessionContext {
+            hub: w.hub.clone(),
+            reads: BatchedReads::spawn(w.store.clone(), INITIAL_COMMENTS),
+            jwt: Arc::new(JwtKeys::hs256(
+                b"session-tests-secret-of-32-bytes!!",
+                Duration::from_secs(900),
+            )),
+            limits: Arc::new(RateLimits::from_config(&config)),
+            connections: ConnectionLimiter::default(),
+            metrics: metrics.clone(),
+            settings: SocketSettings {
+                max_sockets_per_user: 5,
+                outbound_queue: 64,
+                max_batch: 64,
+                ping_interval: Duration::from_secs(20),
+                pong_timeout: Duration::from_secs(60),
+                allowed_origins: Vec::new(),
+                ws_config: WebSocketConfig::default(),
+            },
+            shutdown: CancellationToken::new(),
+            close_sockets: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+        });
+        let (outbox, inbox, closer) = Outbox::channel(64, Encoding::Json, metrics);
+        let author = Author {
+            project: w.project,
+            user,
+            role,
+        };
+        let session = Session {
+            ctx,
+            author,
+            outbox,
+            closer,
+        };
+        (session, inbox)
+    }
+
+    fn text(frame: &str) -> Result<Message, WsError> {
+        Ok(Message::Text(frame.into()))
+    }
+
+    /// Reads `frames` to their end; true when the loop saw the peer go.
+    async fn read(session: &Session, frames: Vec<Result<Message, WsError>>) -> bool {
+        session
+            .read(&mut stream::iter(frames), &LastSeen::new())
+            .await
+    }
+
+    fn error_of(msg: ServerMessage) -> (String, Option<String>) {
+        match msg {
+            ServerMessage::Error {
+                message,
+                client_msg_id,
+            } => (message, client_msg_id),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_frames_are_answered_in_the_products_wording_and_the_socket_stays_open() {
+        let w = world().await;
+        let (s, mut inbox) = session(&w, w.editor, Role::Editor, &[]);
+        let frames = vec![
+            text("not json"),
+            text(r#"{"type":"nope"}"#),
+            text(r#"{"type":"comment_add","comment":{},"client_msg_id":"k1"}"#),
+            text(r#"{"type":"reaction_add","reaction":{"comment_id":1,"emoji":""}}"#),
+        ];
+        assert!(read(&s, frames).await, "the stream's end is the peer going");
+        let invalid_reaction = DecodeError::InvalidReaction.to_string();
+        let answers = [
+            ("Invalid JSON", None),
+            ("Unknown message type: nope", None),
+            ("Invalid comment data", Some("k1")),
+            (invalid_reaction.as_str(), None),
+        ];
+        for (message, id) in answers {
+            let got = error_of(next(&mut inbox).await);
+            assert_eq!((got.0.as_str(), got.1.as_deref()), (message, id));
+        }
+        assert!(!s.closer.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_viewer_is_refused_and_an_editors_comment_is_acknowledged() {
+        let w = world().await;
+        let (viewer, mut viewer_inbox) = session(&w, w.viewer, Role::Viewer, &[]);
+        read(
+            &viewer,
+            vec![text(r#"{"type":"typing_indicator","is_typing":true}"#)],
+        )
+        .await;
+        assert_eq!(
+            error_of(next(&mut viewer_inbox).await),
+            ("Permission denied".to_owned(), None)
+        );
+        let (editor, mut editor_inbox) = session(&w, w.editor, Role::Editor, &[]);
+        let add = format!(
+            r#"{{"type":"comment_add","comment":{{"feedback_id":{},"text":"hi"}},"client_msg_id":"c1"}}"#,
+            w.feedback
+        );
+        read(&editor, vec![text(&add)]).await;
+        match next(&mut editor_inbox).await {
+            ServerMessage::CommentAck(ack) => {
+                assert_eq!(ack.client_msg_id.as_deref(), Some("c1"));
+                assert_eq!(ack.comment.text, "hi");
+            }
+            other => panic!("expected the ack, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn over_its_quota_a_client_is_told_rate_limit_exceeded() {
+        let w = world().await;
+        let (s, mut inbox) = session(&w, w.editor, Role::Editor, &["--limit-other", "2"]);
+        let unknown = || text(r#"{"type":"nope"}"#);
+        read(&s, vec![unknown(), unknown(), unknown()]).await;
+        let messages: Vec<String> = [
+            next(&mut inbox).await,
+            next(&mut inbox).await,
+            next(&mut inbox).await,
+        ]
+        .into_iter()
+        .map(|m| error_of(m).0)
+        .collect();
+        assert_eq!(
+            messages,
+            [
+                "Unknown message type: nope",
+                "Unknown message type: nope",
+                "Rate limit exceeded"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_closes_with_1009_and_a_close_frame_ends_the_read() {
+        let w = world().await;
+        let (s, _inbox) = session(&w, w.editor, Role::Editor, &[]);
+        let too_big = Err(WsError::Capacity(CapacityError::MessageTooLong {
+            size: 1 << 20,
+            max_size: 1 << 16,
+        }));
+        // Frames after the cut are never read.
+        assert!(!read(&s, vec![too_big, text("not json")]).await);
+        assert_eq!(s.closer.code(), Some(close::MESSAGE_TOO_BIG));
+
+        let (s, mut inbox) = session(&w, w.editor, Role::Editor, &[]);
+        assert!(read(&s, vec![Ok(Message::Close(None)), text("not json")]).await);
+        assert_eq!(s.closer.code(), Some(crate::outbound::PEER_CLOSED));
+        assert!(inbox.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_frame_read_once_the_token_expired_closes_with_4002_unanswered() {
+        let w = world().await;
+        let (s, mut inbox) = session(&w, w.editor, Role::Editor, &[]);
+        let clock = LastSeen::new();
+        let now = crate::ws::clock::unix_secs();
+        clock.set_token(&AccessGrant {
+            user: w.editor,
+            expires_at: now.saturating_sub(1),
+            valid_until: now.saturating_sub(1),
+        });
+        let mut frames = stream::iter(vec![text(r#"{"type":"nope"}"#)]);
+        s.read(&mut frames, &clock).await;
+        assert_eq!(s.closer.code(), Some(close::TOKEN_EXPIRED));
+        assert!(inbox.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn once_shutdown_begins_nothing_more_is_read_and_the_socket_closes_with_1001() {
+        let w = world().await;
+        let (s, _inbox) = session(&w, w.editor, Role::Editor, &[]);
+        s.ctx.shutdown.cancel();
+        let ctx = s.ctx.clone();
+        let closing = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            ctx.close_sockets.cancel();
+        });
+        let mut never = stream::pending();
+        assert!(!s.read(&mut never, &LastSeen::new()).await);
+        closing.await.unwrap();
+        assert_eq!(s.closer.code(), Some(close::GOING_AWAY));
+    }
+}
