@@ -75,17 +75,18 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         std::fs::create_dir_all(&config.data_dir).map_err(StartupError::DataDir)?;
-        let store = Store::connect(&config.database_url(), config.db_max_connections).await?;
-        let jwt: JwtKeys = keys::load(&config, Duration::from_secs(config.access_token_ttl_secs))?;
+        let store = Store::connect(&config.database_url(), config.store.db_max_connections).await?;
+        let access_ttl = Duration::from_secs(config.auth.access_token_ttl_secs);
+        let jwt: JwtKeys = keys::load(&config.auth, &config.data_dir, access_ttl)?;
         let jwt = Arc::new(jwt);
         let metrics = Arc::new(Metrics::default());
-        let broker = match &config.redis_url {
+        let broker = match &config.redis.redis_url {
             None => Broker::Memory(MemoryBroker::default()),
             Some(url) => {
                 let settings = RedisSettings {
                     url: url.clone(),
-                    receive_buffer: config.redis_receive_buffer,
-                    node_ttl: config.node_ttl(),
+                    receive_buffer: config.redis.redis_receive_buffer,
+                    node_ttl: config.redis.node_ttl(),
                 };
                 Broker::Redis(RedisBroker::connect(settings, metrics.clone()).await?)
             }
@@ -96,12 +97,12 @@ impl Application {
             reads: reads.clone(),
             broker: broker.clone(),
             metrics: metrics.clone(),
-            typing_timeout: config.typing_timeout(),
-            presence_leave_grace: config.presence_leave_grace(),
-            persist_batch: config.persist_batch,
+            typing_timeout: config.sockets.typing_timeout(),
+            presence_leave_grace: config.sockets.presence_leave_grace(),
+            persist_batch: config.store.persist_batch,
             resume: ResumeLimits {
-                max_comments: config.resume_max_comments,
-                max_bytes: config.resume_max_bytes,
+                max_comments: config.sockets.resume_max_comments,
+                max_bytes: config.sockets.resume_max_bytes,
             },
         });
         let listener = bind_listener(config.bind).map_err(|source| StartupError::Bind {
@@ -109,8 +110,11 @@ impl Application {
             source,
         })?;
         let config = Arc::new(config);
-        let limits = Arc::new(RateLimits::from_config(&config));
-        let hashes = HashPool::new(config.password_hash_slots(), config.password_hash_wait());
+        let limits = Arc::new(RateLimits::from_config(&config.limits));
+        let hashes = HashPool::new(
+            config.auth.password_hash_slots(),
+            config.auth.password_hash_wait(),
+        );
         let connections = ConnectionLimiter::default();
         let shutdown = CancellationToken::new();
         let sockets = Arc::new(SessionContext {
@@ -121,13 +125,13 @@ impl Application {
             connections: connections.clone(),
             metrics: metrics.clone(),
             settings: SocketSettings {
-                max_sockets_per_user: config.max_sockets_per_user,
-                outbound_queue: config.outbound_queue,
-                max_batch: config.max_batch,
-                ping_interval: config.ping_interval(),
-                pong_timeout: config.pong_timeout(),
-                allowed_origins: config.ws_allowed_origins.clone(),
-                ws_config: crate::ws::socket_config(&config),
+                max_sockets_per_user: config.sockets.max_sockets_per_user,
+                outbound_queue: config.sockets.outbound_queue,
+                max_batch: config.sockets.max_batch,
+                ping_interval: config.sockets.ping_interval(),
+                pong_timeout: config.sockets.pong_timeout(),
+                allowed_origins: config.sockets.ws_allowed_origins.clone(),
+                ws_config: crate::ws::socket_config(&config.sockets),
             },
             shutdown: shutdown.clone(),
             close_sockets: CancellationToken::new(),
@@ -192,8 +196,8 @@ impl Application {
         // (flush, then close sockets) must never wait behind it draining its
         // connections.
         let settings = crate::http::serve::ServeSettings {
-            header_read_timeout: state.config.header_read_timeout(),
-            max_connections_per_ip: state.config.max_connections_per_ip,
+            header_read_timeout: state.config.http.header_read_timeout(),
+            max_connections_per_ip: state.config.http.max_connections_per_ip,
         };
         let mut server = tokio::spawn(crate::http::serve::serve(
             listener,

@@ -1,8 +1,28 @@
-//! The server's whole configuration: one struct, every field a command-line
-//! flag with an environment variable behind it. README.md lists them all.
+//! The server's whole configuration: every field a command-line flag with an
+//! environment variable behind it. README.md lists them all.
+//!
+//! [`Config`] holds what concerns the whole process (the address, the data
+//! directory, the demo, the shutdown deadline) and one section per concern,
+//! flattened into the same command line, so flags and variables are plain
+//! `--name`/`VRIDGE_NAME` whatever their section:
+//!
+//! - [`StoreConfig`] (`config.store`): the database URL and pool, the
+//!   persister's batch;
+//! - [`SocketConfig`] (`config.sockets`): per-socket limits, keepalive,
+//!   typing and presence timing, resume bounds, allowed upgrade origins;
+//! - [`LimitsConfig`] (`config.limits`): the per-user message and REST write
+//!   quotas and the per-address upgrade quota;
+//! - [`RedisConfig`] (`config.redis`): the cluster broker, if any;
+//! - [`AuthConfig`] (`config.auth`): signing keys ([`JwtSecret`], whose
+//!   `Debug` never shows it), token lifetimes, sign-in throttling, password
+//!   hashing;
+//! - [`HttpConfig`] (`config.http`): CORS, body size, request and header
+//!   timeouts, connections per address.
+//!
+//! Each module is built from its own section, not from the whole `Config`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +86,36 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// Create demo users and a demo project at start and print their tokens.
+    #[arg(long, env = "VRIDGE_DEMO", default_value_t = false)]
+    pub demo: bool,
+
+    /// How long shutdown may take to flush and close, in seconds.
+    #[arg(long, env = "VRIDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub store: StoreConfig,
+
+    #[command(flatten)]
+    pub sockets: SocketConfig,
+
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub http: HttpConfig,
+}
+
+/// The store: where it is, its pool, how the persister writes to it.
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
     /// `sqlite://…` or `postgres://…`; default: SQLite at <data-dir>/vridge.db.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
@@ -74,19 +124,15 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
 
-    /// HS256 signing secret (at least 32 bytes); default: generated once into
-    /// <data-dir>/jwt_secret.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    /// Most comments written by one persister flush (one multi-row INSERT).
+    #[arg(long, env = "VRIDGE_PERSIST_BATCH", default_value_t = 256)]
+    pub persist_batch: usize,
+}
 
-    /// Lifetime of access tokens, in seconds.
-    #[arg(long, env = "VRIDGE_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
-    pub access_token_ttl_secs: u64,
-
-    /// Create demo users and a demo project at start and print their tokens.
-    #[arg(long, env = "VRIDGE_DEMO", default_value_t = false)]
-    pub demo: bool,
-
+/// Each socket's limits and timing, and what the hub bounds per socket
+/// (typing, presence, resume).
+#[derive(Debug, Clone, Args)]
+pub struct SocketConfig {
     /// Concurrent sockets one user may hold; the next is closed with 4029.
     #[arg(long, env = "VRIDGE_MAX_SOCKETS_PER_USER", default_value_t = 5)]
     pub max_sockets_per_user: usize,
@@ -115,46 +161,6 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_TYPING_TIMEOUT_MS", default_value_t = 10_000)]
     pub typing_timeout_ms: u64,
 
-    /// comment_add messages per user per minute.
-    #[arg(long, env = "VRIDGE_LIMIT_COMMENT_ADD", default_value_t = 10)]
-    pub limit_comment_add: u32,
-
-    /// typing_indicator messages per user per minute.
-    #[arg(long, env = "VRIDGE_LIMIT_TYPING", default_value_t = 30)]
-    pub limit_typing: u32,
-
-    /// reaction_add messages per user per minute.
-    #[arg(long, env = "VRIDGE_LIMIT_REACTION_ADD", default_value_t = 20)]
-    pub limit_reaction_add: u32,
-
-    /// Any other message per user per minute (unknown or invalid ones count here).
-    #[arg(long, env = "VRIDGE_LIMIT_OTHER", default_value_t = 100)]
-    pub limit_other: u32,
-
-    /// Lift every per-message rate limit, the REST write and comment quotas
-    /// and the upgrade quota (for benchmarks only).
-    #[arg(long, env = "VRIDGE_NO_RATE_LIMITS", default_value_t = false)]
-    pub no_rate_limits: bool,
-
-    /// Most comments written by one persister flush (one multi-row INSERT).
-    #[arg(long, env = "VRIDGE_PERSIST_BATCH", default_value_t = 256)]
-    pub persist_batch: usize,
-
-    /// `redis://…`: fan events out across nodes with Redis pub/sub, and keep
-    /// presence and per-user socket counts cluster-wide; default: one node.
-    #[arg(long, env = "REDIS_URL")]
-    pub redis_url: Option<String>,
-
-    /// Envelopes the Redis subscriber buffers before it counts them lost
-    /// and asks rooms to resync (fred's default of 32 is far too small).
-    #[arg(long, env = "VRIDGE_REDIS_RECEIVE_BUFFER", default_value_t = 65_536)]
-    pub redis_receive_buffer: usize,
-
-    /// A node whose heartbeat is older than this is dropped from presence
-    /// and from socket counts, in milliseconds (heartbeat: a third of it).
-    #[arg(long, env = "VRIDGE_NODE_TTL_MS", default_value_t = 15_000)]
-    pub node_ttl_ms: u64,
-
     /// How long a user's `presence_leave` waits after their last socket in a
     /// project closed, in milliseconds; back within it (any node), neither
     /// the leave nor the join is announced. 0: announce at once.
@@ -178,10 +184,74 @@ pub struct Config {
     /// hijacking); clients that send no `Origin` (not browsers) are allowed.
     #[arg(long, env = "VRIDGE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub ws_allowed_origins: Vec<String>,
+}
 
-    /// How long shutdown may take to flush and close, in seconds.
-    #[arg(long, env = "VRIDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
-    pub shutdown_timeout_secs: u64,
+/// Per-user message and REST write quotas, the per-address upgrade quota,
+/// and the switch that lifts them all.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// comment_add messages per user per minute.
+    #[arg(long, env = "VRIDGE_LIMIT_COMMENT_ADD", default_value_t = 10)]
+    pub limit_comment_add: u32,
+
+    /// typing_indicator messages per user per minute.
+    #[arg(long, env = "VRIDGE_LIMIT_TYPING", default_value_t = 30)]
+    pub limit_typing: u32,
+
+    /// reaction_add messages per user per minute.
+    #[arg(long, env = "VRIDGE_LIMIT_REACTION_ADD", default_value_t = 20)]
+    pub limit_reaction_add: u32,
+
+    /// Any other message per user per minute (unknown or invalid ones count here).
+    #[arg(long, env = "VRIDGE_LIMIT_OTHER", default_value_t = 100)]
+    pub limit_other: u32,
+
+    /// Lift every per-message rate limit, the REST write and comment quotas
+    /// and the upgrade quota (for benchmarks only).
+    #[arg(long, env = "VRIDGE_NO_RATE_LIMITS", default_value_t = false)]
+    pub no_rate_limits: bool,
+
+    /// REST writes (POST, PATCH, DELETE other than comments and sign-in)
+    /// per user per minute before 429.
+    #[arg(long, env = "VRIDGE_LIMIT_REST_WRITE", default_value_t = 60)]
+    pub limit_rest_write: u32,
+
+    /// WebSocket upgrade attempts per client address per minute before 429.
+    #[arg(long, env = "VRIDGE_LIMIT_UPGRADES_PER_IP", default_value_t = 120)]
+    pub limit_upgrades_per_ip: u32,
+}
+
+/// The Redis broker, when there is a cluster.
+#[derive(Debug, Clone, Args)]
+pub struct RedisConfig {
+    /// `redis://…`: fan events out across nodes with Redis pub/sub, and keep
+    /// presence and per-user socket counts cluster-wide; default: one node.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Envelopes the Redis subscriber buffers before it counts them lost
+    /// and asks rooms to resync (fred's default of 32 is far too small).
+    #[arg(long, env = "VRIDGE_REDIS_RECEIVE_BUFFER", default_value_t = 65_536)]
+    pub redis_receive_buffer: usize,
+
+    /// A node whose heartbeat is older than this is dropped from presence
+    /// and from socket counts, in milliseconds (heartbeat: a third of it).
+    #[arg(long, env = "VRIDGE_NODE_TTL_MS", default_value_t = 15_000)]
+    pub node_ttl_ms: u64,
+}
+
+/// Token signing and lifetimes, sign-in and sign-up throttling, password
+/// hashing.
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// HS256 signing secret (at least 32 bytes); default: generated once into
+    /// <data-dir>/jwt_secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<JwtSecret>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "VRIDGE_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
 
     /// Lifetime of refresh tokens, in seconds (default 7 days).
     #[arg(long, env = "VRIDGE_REFRESH_TOKEN_TTL_SECS", default_value_t = 7 * 24 * 3600)]
@@ -204,6 +274,24 @@ pub struct Config {
     #[arg(long, env = "VRIDGE_LOGIN_ATTEMPTS_PER_IP", default_value_t = 20)]
     pub login_attempts_per_ip: u32,
 
+    /// Sign-ups per client address per minute before 429.
+    #[arg(long, env = "VRIDGE_REGISTER_ATTEMPTS_PER_IP", default_value_t = 10)]
+    pub register_attempts_per_ip: u32,
+
+    /// Passwords hashed or verified at once (each holds its argon2 memory,
+    /// 19 MiB); 0: the number of CPUs.
+    #[arg(long, env = "VRIDGE_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
+
+    /// How long a sign-up or sign-in waits for a hashing slot before it is
+    /// answered 503, in milliseconds.
+    #[arg(long, env = "VRIDGE_PASSWORD_HASH_WAIT_MS", default_value_t = 2_000)]
+    pub password_hash_wait_ms: u64,
+}
+
+/// The REST API's HTTP surface and the connection limits of the listener.
+#[derive(Debug, Clone, Args)]
+pub struct HttpConfig {
     /// Origins allowed to call the REST API from a browser, comma-separated
     /// (e.g. `https://app.vridge.example`); empty: no cross-origin access.
     #[arg(long, env = "VRIDGE_CORS_ORIGINS", value_delimiter = ',')]
@@ -227,81 +315,41 @@ pub struct Config {
     /// is closed at once. 0: no cap (loopback load tests).
     #[arg(long, env = "VRIDGE_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
     pub max_connections_per_ip: usize,
+}
 
-    /// Passwords hashed or verified at once (each holds its argon2 memory,
-    /// 19 MiB); 0: the number of CPUs.
-    #[arg(long, env = "VRIDGE_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
-    pub password_hash_concurrency: usize,
+/// The HS256 signing secret. Its `Debug` shows nothing of it, so that no log
+/// or panic message carrying the configuration can leak it; read it with
+/// [`JwtSecret::expose`], only where it is used.
+#[derive(Clone)]
+pub struct JwtSecret(String);
 
-    /// How long a sign-up or sign-in waits for a hashing slot before it is
-    /// answered 503, in milliseconds.
-    #[arg(long, env = "VRIDGE_PASSWORD_HASH_WAIT_MS", default_value_t = 2_000)]
-    pub password_hash_wait_ms: u64,
+impl JwtSecret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
 
-    /// Sign-ups per client address per minute before 429.
-    #[arg(long, env = "VRIDGE_REGISTER_ATTEMPTS_PER_IP", default_value_t = 10)]
-    pub register_attempts_per_ip: u32,
+impl From<String> for JwtSecret {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
 
-    /// REST writes (POST, PATCH, DELETE other than comments and sign-in)
-    /// per user per minute before 429.
-    #[arg(long, env = "VRIDGE_LIMIT_REST_WRITE", default_value_t = 60)]
-    pub limit_rest_write: u32,
-
-    /// WebSocket upgrade attempts per client address per minute before 429.
-    #[arg(long, env = "VRIDGE_LIMIT_UPGRADES_PER_IP", default_value_t = 120)]
-    pub limit_upgrades_per_ip: u32,
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(<redacted>)")
+    }
 }
 
 impl Config {
     /// The store URL, defaulting to the embedded SQLite file.
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vridge.db").display()))
-    }
-
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_millis(self.ping_interval_ms.max(1))
-    }
-
-    pub fn pong_timeout(&self) -> Duration {
-        Duration::from_millis(self.pong_timeout_ms.max(1))
-    }
-
-    pub fn typing_timeout(&self) -> Duration {
-        Duration::from_millis(self.typing_timeout_ms.max(1))
-    }
-
-    pub fn node_ttl(&self) -> Duration {
-        Duration::from_millis(self.node_ttl_ms.max(300))
-    }
-
-    pub fn presence_leave_grace(&self) -> Duration {
-        Duration::from_millis(self.presence_leave_grace_ms)
+        self.store.url(&self.data_dir)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
-    }
-
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs.max(1))
-    }
-
-    pub fn header_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.header_read_timeout_ms.max(1))
-    }
-
-    pub fn password_hash_wait(&self) -> Duration {
-        Duration::from_millis(self.password_hash_wait_ms)
-    }
-
-    /// Concurrent password hashes: the flag, or the CPUs when it is 0.
-    pub fn password_hash_slots(&self) -> usize {
-        match self.password_hash_concurrency {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        }
     }
 
     /// A configuration from command-line style arguments, ignoring nothing:
@@ -322,6 +370,77 @@ impl Config {
     }
 }
 
+/// A whole configuration stands for its limits section, so that code holding
+/// a [`Config`] can build [`crate::limits::RateLimits`] from it directly.
+impl AsRef<LimitsConfig> for Config {
+    fn as_ref(&self) -> &LimitsConfig {
+        &self.limits
+    }
+}
+
+impl AsRef<LimitsConfig> for LimitsConfig {
+    fn as_ref(&self) -> &LimitsConfig {
+        self
+    }
+}
+
+impl StoreConfig {
+    /// The store URL, defaulting to the embedded SQLite file in `data_dir`.
+    pub fn url(&self, data_dir: &Path) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("vridge.db").display()))
+    }
+}
+
+impl SocketConfig {
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms.max(1))
+    }
+
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_millis(self.pong_timeout_ms.max(1))
+    }
+
+    pub fn typing_timeout(&self) -> Duration {
+        Duration::from_millis(self.typing_timeout_ms.max(1))
+    }
+
+    pub fn presence_leave_grace(&self) -> Duration {
+        Duration::from_millis(self.presence_leave_grace_ms)
+    }
+}
+
+impl RedisConfig {
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_millis(self.node_ttl_ms.max(300))
+    }
+}
+
+impl AuthConfig {
+    pub fn password_hash_wait(&self) -> Duration {
+        Duration::from_millis(self.password_hash_wait_ms)
+    }
+
+    /// Concurrent password hashes: the flag, or the CPUs when it is 0.
+    pub fn password_hash_slots(&self) -> usize {
+        match self.password_hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.max(1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,13 +448,92 @@ mod tests {
     #[test]
     fn defaults_match_the_product_limits() {
         let c = Config::from_args(["--bind", "127.0.0.1:0", "--data-dir", "/tmp/x"]).unwrap();
-        assert_eq!(c.max_sockets_per_user, 5);
-        assert_eq!(c.max_message_bytes, 65_536);
+        assert_eq!(c.sockets.max_sockets_per_user, 5);
+        assert_eq!(c.sockets.max_message_bytes, 65_536);
         assert_eq!(
-            (c.limit_comment_add, c.limit_typing, c.limit_reaction_add),
+            (
+                c.limits.limit_comment_add,
+                c.limits.limit_typing,
+                c.limits.limit_reaction_add
+            ),
             (10, 30, 20)
         );
+        assert!(!c.limits.no_rate_limits);
         assert_eq!(c.database_url(), "sqlite:///tmp/x/vridge.db");
-        assert_eq!(c.presence_leave_grace(), Duration::from_secs(2));
+        assert_eq!(c.store.db_max_connections, 10);
+        assert_eq!(c.sockets.presence_leave_grace(), Duration::from_secs(2));
+        assert_eq!(c.redis.redis_url, None);
+        assert_eq!(c.redis.node_ttl(), Duration::from_secs(15));
+        assert_eq!(c.auth.access_token_ttl_secs, 900);
+        assert_eq!(c.auth.refresh_token_ttl_secs, 7 * 24 * 3600);
+        assert_eq!(c.http.max_body_bytes, 65_536);
+        assert_eq!(c.http.request_timeout(), Duration::from_secs(30));
+        assert_eq!(c.shutdown_timeout(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn flags_reach_their_sections() {
+        let c = Config::from_args([
+            "--database-url",
+            "postgres://db/x",
+            "--redis-url",
+            "redis://r:6379",
+            "--no-rate-limits",
+            "--ws-allowed-origins",
+            "https://a.example,https://b.example",
+            "--cors-origins",
+            "https://c.example",
+            "--login-attempts-per-ip",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(c.database_url(), "postgres://db/x");
+        assert_eq!(c.redis.redis_url.as_deref(), Some("redis://r:6379"));
+        assert!(c.limits.no_rate_limits);
+        assert_eq!(
+            c.sockets.ws_allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(c.http.cors_origins, ["https://c.example"]);
+        assert_eq!(c.auth.login_attempts_per_ip, 7);
+    }
+
+    #[test]
+    fn rs256_key_paths_still_require_each_other() {
+        for (given, missing) in [
+            ("--jwt-private-key", "--jwt-public-key"),
+            ("--jwt-public-key", "--jwt-private-key"),
+        ] {
+            let err = Config::from_args([given, "/tmp/key.pem"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+            assert!(err.to_string().contains(missing), "{err}");
+        }
+        let c = Config::from_args([
+            "--jwt-private-key",
+            "/tmp/private.pem",
+            "--jwt-public-key",
+            "/tmp/public.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.auth.jwt_private_key.as_deref(),
+            Some(Path::new("/tmp/private.pem"))
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_jwt_secret() {
+        let secret = "some-secret-value-that-must-never-be-logged";
+        let c = Config::from_args(["--jwt-secret", secret]).unwrap();
+        assert_eq!(
+            c.auth.jwt_secret.as_ref().map(JwtSecret::expose),
+            Some(secret)
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(!shown.contains("some-secret"), "{shown}");
+        assert!(shown.contains("JwtSecret(<redacted>)"), "{shown}");
+        let pretty = format!("{c:#?}");
+        assert!(!pretty.contains(secret), "{pretty}");
     }
 }

@@ -13,7 +13,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use vridge_protocol::UserId;
 
-use crate::config::Config;
+use crate::config::LimitsConfig;
 
 /// The kinds that have their own quota; everything else shares `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,10 @@ fn per_minute(n: u32) -> Quota {
 }
 
 impl RateLimits {
-    pub fn from_config(config: &Config) -> Self {
+    /// The limiters `config`'s limits section asks for (a whole
+    /// [`crate::Config`] will do: it stands for its `limits`).
+    pub fn from_config(config: &impl AsRef<LimitsConfig>) -> Self {
+        let config = config.as_ref();
         let clock = DefaultClock::default();
         if config.no_rate_limits {
             return Self {
@@ -139,10 +142,10 @@ impl RateLimits {
 mod tests {
     use super::*;
 
-    fn config(extra: &[&str]) -> Config {
+    fn config(extra: &[&str]) -> LimitsConfig {
         let mut args = vec!["--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        Config::from_args(args).unwrap()
+        crate::Config::from_args(args).unwrap().limits
     }
 
     #[test]

@@ -23,8 +23,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(cli.config).await,
         Command::Token { user, ttl_secs } => {
             let config = cli.config;
-            let ttl = Duration::from_secs(ttl_secs.unwrap_or(config.access_token_ttl_secs));
-            let keys = keys::load(&config, ttl)?;
+            let ttl = Duration::from_secs(ttl_secs.unwrap_or(config.auth.access_token_ttl_secs));
+            let keys = keys::load(&config.auth, &config.data_dir, ttl)?;
             let token = keys
                 .mint(user, TokenKind::Access, ttl)
                 .map_err(|e| anyhow::anyhow!("minting the token: {e}"))?;
@@ -42,12 +42,15 @@ async fn provision(
 ) -> anyhow::Result<()> {
     use vridge_realtime::provision::{ProvisionSpec, provision, write_lines};
     std::fs::create_dir_all(&config.data_dir).context("creating the data directory")?;
-    let store =
-        vridge_realtime::store::Store::connect(&config.database_url(), config.db_max_connections)
-            .await
-            .context("opening the store")?;
+    let store = vridge_realtime::store::Store::connect(
+        &config.database_url(),
+        config.store.db_max_connections,
+    )
+    .await
+    .context("opening the store")?;
     // The server's own keys (HS256 secret or RS256 pair), so its tokens verify.
-    let keys = keys::load(&config, Duration::from_secs(config.access_token_ttl_secs))?;
+    let access_ttl = Duration::from_secs(config.auth.access_token_ttl_secs);
+    let keys = keys::load(&config.auth, &config.data_dir, access_ttl)?;
     let started = std::time::Instant::now();
     let spec = ProvisionSpec {
         projects: args.projects,

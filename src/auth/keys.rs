@@ -3,11 +3,12 @@
 //! The server and the `token` subcommand build their keys here, so a token
 //! minted by an operator verifies on the server.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::jwt::{InvalidKey, JwtKeys};
 use super::secret::{self, SecretError};
-use crate::config::Config;
+use crate::config::{AuthConfig, JwtSecret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -22,11 +23,16 @@ pub enum KeyError {
     Invalid(#[from] InvalidKey),
 }
 
-/// The keys `config` asks for, with the access-token lifetime `access_ttl`.
-pub fn load(config: &Config, access_ttl: Duration) -> Result<JwtKeys, KeyError> {
+/// The keys `config` asks for, with the access-token lifetime `access_ttl`;
+/// a generated HS256 secret is kept in `data_dir`.
+pub fn load(
+    config: &AuthConfig,
+    data_dir: &Path,
+    access_ttl: Duration,
+) -> Result<JwtKeys, KeyError> {
     match (&config.jwt_private_key, &config.jwt_public_key) {
         (Some(private), Some(public)) => {
-            let read = |path: &std::path::Path| {
+            let read = |path: &Path| {
                 std::fs::read(path).map_err(|source| KeyError::Read {
                     path: path.display().to_string(),
                     source,
@@ -35,7 +41,8 @@ pub fn load(config: &Config, access_ttl: Duration) -> Result<JwtKeys, KeyError> 
             Ok(JwtKeys::rs256(&read(private)?, &read(public)?, access_ttl)?)
         }
         _ => {
-            let secret = secret::load_or_generate(config.jwt_secret.as_deref(), &config.data_dir)?;
+            let configured = config.jwt_secret.as_ref().map(JwtSecret::expose);
+            let secret = secret::load_or_generate(configured, data_dir)?;
             Ok(JwtKeys::hs256(&secret, access_ttl))
         }
     }

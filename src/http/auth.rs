@@ -115,7 +115,7 @@ fn count_write(app: &ApiState, claims: &Claims) -> Result<(), ApiError> {
 
 /// Mints an access token and a refresh token in `family` for `user`.
 async fn issue(app: &ApiState, user: User, family: &str) -> Result<TokenPair, ApiError> {
-    let refresh_ttl = Duration::from_secs(app.config.refresh_token_ttl_secs);
+    let refresh_ttl = Duration::from_secs(app.config.auth.refresh_token_ttl_secs);
     let access_token = app.jwt.mint_access(user.id)?;
     let (refresh_token, jti) = app.jwt.mint_refresh(user.id, refresh_ttl)?;
     let ttl_ms = i64::try_from(refresh_ttl.as_millis()).unwrap_or(i64::MAX);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::Config;
+use crate::config::AuthConfig;
 
 pub struct LoginLimits {
     per_email: DefaultKeyedRateLimiter<String>,
@@ -32,7 +32,7 @@ fn per_minute(n: u32) -> Quota {
 }
 
 impl LoginLimits {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &AuthConfig) -> Self {
         Self {
             per_email: RateLimiter::keyed(per_minute(config.login_attempts_per_email)),
             per_ip: RateLimiter::keyed(per_minute(config.login_attempts_per_ip)),

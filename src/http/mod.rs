@@ -43,7 +43,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::HttpConfig;
 use error::ApiError;
 use login_limit::LoginLimits;
 
@@ -59,13 +59,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// page, and `sockets` (the WebSocket endpoint, wired by the app so that
 /// this layer need not know it).
 pub fn router(state: ApiState, sockets: Router) -> Router {
-    let limits = Arc::new(LoginLimits::from_config(&state.config));
+    let limits = Arc::new(LoginLimits::from_config(&state.config.auth));
     let pruned = limits.clone();
     crate::periodic::spawn_periodic(PRUNE_EVERY, state.shutdown.clone(), move || pruned.prune());
     Router::new()
         .merge(health::router())
         .merge(page::router())
-        .merge(rest(&state.config, limits))
+        .merge(rest(&state.config.http, limits))
         .fallback(|| async { ApiError::NotFound("no such route") })
         .with_state(state)
         .merge(sockets)
@@ -73,7 +73,7 @@ pub fn router(state: ApiState, sockets: Router) -> Router {
 }
 
 /// The REST routes with their shared layers.
-fn rest(config: &Config, limits: Arc<LoginLimits>) -> Router<ApiState> {
+fn rest(config: &HttpConfig, limits: Arc<LoginLimits>) -> Router<ApiState> {
     let compress = SizeAbove::new(COMPRESS_ABOVE_BYTES)
         .and(NotForContentType::GRPC)
         .and(NotForContentType::IMAGES)
@@ -118,7 +118,7 @@ async fn trace_request(matched: Option<MatchedPath>, req: Request, next: Next) -
 }
 
 /// CORS for the configured origins only; none configured allows none.
-fn cors(config: &Config) -> CorsLayer {
+fn cors(config: &HttpConfig) -> CorsLayer {
     let origins: Vec<HeaderValue> = config
         .cors_origins
         .iter()

@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::Instrument;
 use vridge_protocol::{CommentId, Encoding};
 
-use crate::config::Config;
+use crate::config::SocketConfig;
 
 /// The socket endpoint's routes, with their context applied.
 pub fn router(ctx: Arc<SessionContext>) -> Router {
@@ -45,7 +45,7 @@ pub fn router(ctx: Arc<SessionContext>) -> Router {
 /// 1 KiB — client messages are small, and a larger one grows the buffer as
 /// its frame header announces it — and message and frame sizes are capped
 /// at the configured limit.
-pub fn socket_config(config: &Config) -> WebSocketConfig {
+pub fn socket_config(config: &SocketConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(0)
