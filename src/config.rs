@@ -370,20 +370,6 @@ impl Config {
     }
 }
 
-/// A whole configuration stands for its limits section, so that code holding
-/// a [`Config`] can build [`crate::limits::RateLimits`] from it directly.
-impl AsRef<LimitsConfig> for Config {
-    fn as_ref(&self) -> &LimitsConfig {
-        &self.limits
-    }
-}
-
-impl AsRef<LimitsConfig> for LimitsConfig {
-    fn as_ref(&self) -> &LimitsConfig {
-        self
-    }
-}
-
 impl StoreConfig {
     /// The store URL, defaulting to the embedded SQLite file in `data_dir`.
     pub fn url(&self, data_dir: &Path) -> String {

@@ -59,10 +59,8 @@ fn per_minute(n: u32) -> Quota {
 }
 
 impl RateLimits {
-    /// The limiters `config`'s limits section asks for (a whole
-    /// [`crate::Config`] will do: it stands for its `limits`).
-    pub fn from_config(config: &impl AsRef<LimitsConfig>) -> Self {
-        let config = config.as_ref();
+    /// The limiters the limits section asks for.
+    pub fn from_config(config: &LimitsConfig) -> Self {
         let clock = DefaultClock::default();
         if config.no_rate_limits {
             return Self {

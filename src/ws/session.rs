@@ -520,7 +520,7 @@ mod tests {
                 b"session-tests-secret-of-32-bytes!!",
                 Duration::from_secs(900),
             )),
-            limits: Arc::new(RateLimits::from_config(&config)),
+            limits: Arc::new(RateLimits::from_config(&config.limits)),
             connections: ConnectionLimiter::default(),
             metrics: metrics.clone(),
             settings: SocketSettings {
