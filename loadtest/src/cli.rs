@@ -245,7 +245,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
         first_source,
     )
     .await?;
-    let run = Run::new(target, common.server_pid.clone(), !common.no_progress);
+    let run = Run::new(target, common.server_pid.clone(), !common.no_progress)
+        .with_shards(common.shard.map_or(1, |s| s.count));
     let report = match cli.scenario {
         Scenario::Idle { hold_secs, .. } => {
             idle::run(

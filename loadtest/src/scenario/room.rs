@@ -29,10 +29,10 @@ use vridge_protocol::{ClientMessage, Encoding, NewComment};
 use super::{Ended, read_until};
 use crate::classify::{self, Kind};
 use crate::clock::unix_ns;
-use crate::procstat::{Process, cpu_percent};
+use crate::procstat::{Process, cpu_percent, cpu_us_per_event};
 use crate::provisioning::{Member, Project};
 use crate::report::Report;
-use crate::run::{Pacer, Run, Signal, round1};
+use crate::run::{Pacer, Run, Signal, round1, round2};
 use crate::stats::{Counters, LATE_SEND_NS, Percentiles};
 
 /// What the senders send.
@@ -247,6 +247,9 @@ pub async fn run(run: &Run, projects: &[Project], spec: RoomSpec) -> Report {
     report.latency("latency", latency);
     if let (Some(a), Some(b)) = (server_from, server_to) {
         report.add("server_cpu_percent", round1(cpu_percent(&a, &b)));
+        if let Some(us) = cpu_us_per_event(&a, &b, delivered, run.shards) {
+            report.add("server_cpu_us_per_delivery", round2(us));
+        }
     }
     if let (Some(a), Some(b)) = (client_from, client_to) {
         report.add("client_cpu_busy_percent", round1(cpu_percent(&a, &b)));
