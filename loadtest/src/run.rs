@@ -28,6 +28,10 @@ pub struct Run {
     pub target: Arc<Target>,
     pub counters: Arc<Counters>,
     pub latency: Arc<Latency>,
+    /// With members spread over nodes: the same deliveries, split by
+    /// whether sender and reader share a node (see [`Target::spreads_members`]).
+    pub latency_same_node: Arc<Latency>,
+    pub latency_cross_node: Arc<Latency>,
     /// Server processes to watch (`--server-pid`), summed.
     pub server_pids: Arc<Vec<u32>>,
     /// Load generators sharing this run (`--shard I/N`: N), each driving an
@@ -51,6 +55,8 @@ impl Run {
             target: Arc::new(target),
             counters: Arc::new(Counters::default()),
             latency: Arc::new(Latency::default()),
+            latency_same_node: Arc::new(Latency::default()),
+            latency_cross_node: Arc::new(Latency::default()),
             server_pids: Arc::new(server_pids),
             shards: 1,
             progress,
