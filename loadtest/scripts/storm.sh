@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # storm on PostgreSQL: 20,000 sockets (1,000 projects x 20) over 2 server processes and 2
-# load-generator shards that storm at the same wall-clock second.
+# load-generator shards that storm at the same wall-clock second. Each shard
+# spreads its sockets over 8 source addresses (SOURCES): on one, the kernel's
+# free-port search in bind() took most of the load generator's CPU.
 set -u
 B=${B:-target/release}
 SECRET="${SECRET:-bench-secret-of-at-least-32-bytes-long!!}"
@@ -16,7 +18,7 @@ sleep 2
 AT=$(( $(date +%s) + 30 ))
 for s in 0 1; do
   $B/vridge-loadtest --no-progress --provisioning ${BENCH_DIR:-/tmp/bench}/pg.jsonl "${URLS[@]}" --server-pid ${PIDS[0]} --server-pid ${PIDS[1]} \
-    --shard $s/2 --connect-rate 1000 storm --projects 500 --members 20 --at-unix-secs $AT > ${BENCH_DIR:-/tmp/bench}/storm-client-$s.txt 2>&1 &
+    --shard $s/2 --source-addrs ${SOURCES:-8} --connect-rate 1000 storm --projects 500 --members 20 --at-unix-secs $AT > ${BENCH_DIR:-/tmp/bench}/storm-client-$s.txt 2>&1 &
   CLIENTS+=($!)
 done
 wait "${CLIENTS[@]}"

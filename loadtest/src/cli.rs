@@ -12,7 +12,7 @@ use crate::provisioning::{self, Project, Shard};
 use crate::report::Report;
 use crate::run::Run;
 use crate::scenario::{idle, rest, room, storm};
-use crate::target::{Target, sources_needed};
+use crate::target::{Placement, Target, sources_needed};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,9 +37,14 @@ pub enum WireEncoding {
 #[derive(Debug, Args)]
 pub struct Common {
     /// Server URL (ws://HOST:PORT); repeat to spread projects across nodes
-    /// (a project's members all go to the same node).
+    /// (a project's members all go to the same node, unless --spread-members).
     #[arg(long = "url", global = true, default_value = "ws://127.0.0.1:8080")]
     pub urls: Vec<String>,
+    /// Spread each project's members over the --urls (by user id) instead of
+    /// putting a project on one node, so deliveries cross nodes; the servers
+    /// must share a Redis. Latency is then reported same-node and cross-node.
+    #[arg(long, global = true)]
+    pub spread_members: bool,
     /// Provisioning file: JSON lines of {"user_id","token","project_id","feedback_id"}.
     #[arg(long, global = true, default_value = "loadtest.jsonl")]
     pub provisioning: PathBuf,
@@ -237,6 +242,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
     // Shards of one run take disjoint source addresses: shard i starts at
     // 127.0.0.(1 + i × sources).
     let first_source = common.shard.map_or(1, |s| 1 + s.index * sources).min(254) as u8;
+    let placement = if common.spread_members {
+        Placement::ByMember
+    } else {
+        Placement::ByProject
+    };
     let target = Target::with_sources(
         &common.urls,
         common.ws_path.clone(),
@@ -244,8 +254,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
         sources,
         first_source,
     )
-    .await?;
-    let run = Run::new(target, common.server_pid.clone(), !common.no_progress);
+    .await?
+    .placed(placement);
+    let run = Run::new(target, common.server_pid.clone(), !common.no_progress)
+        .with_shards(common.shard.map_or(1, |s| s.count));
     let report = match cli.scenario {
         Scenario::Idle { hold_secs, .. } => {
             idle::run(

@@ -55,6 +55,16 @@ impl Process {
     }
 }
 
+/// CPU time between two samples per event, in microseconds: the cost of one
+/// delivery (or request), comparable across runs on a shared machine where
+/// percentages of a core are not. `shards` load generators split the events
+/// evenly, each seeing the whole server's CPU, so each counts its share.
+/// `None` when nothing happened.
+pub fn cpu_us_per_event(from: &Sample, to: &Sample, events: u64, shards: usize) -> Option<f64> {
+    let all_events = events as f64 * shards.max(1) as f64;
+    (events > 0).then(|| (to.cpu_secs - from.cpu_secs).max(0.0) * 1e6 / all_events)
+}
+
 /// CPU use between two samples, in percent of one core.
 pub fn cpu_percent(from: &Sample, to: &Sample) -> f64 {
     let wall = to.at.duration_since(from.at).as_secs_f64();
@@ -80,6 +90,20 @@ mod tests {
         let b = Process(None).sample().unwrap();
         assert!(b.cpu_secs >= a.cpu_secs);
         assert!(cpu_percent(&a, &b) >= 0.0);
+    }
+
+    #[test]
+    fn cpu_per_event_counts_every_shards_share() {
+        let at = std::time::Instant::now();
+        let sample = |cpu_secs| Sample {
+            cpu_secs,
+            rss_bytes: 0,
+            at,
+        };
+        let (a, b) = (sample(1.0), sample(3.0));
+        assert_eq!(cpu_us_per_event(&a, &b, 1_000_000, 1), Some(2.0));
+        assert_eq!(cpu_us_per_event(&a, &b, 500_000, 2), Some(2.0));
+        assert_eq!(cpu_us_per_event(&a, &b, 0, 1), None);
         assert!(Process(Some(u32::MAX)).sample().is_none());
     }
 }

@@ -28,8 +28,15 @@ pub struct Run {
     pub target: Arc<Target>,
     pub counters: Arc<Counters>,
     pub latency: Arc<Latency>,
+    /// With members spread over nodes: the same deliveries, split by
+    /// whether sender and reader share a node (see [`Target::spreads_members`]).
+    pub latency_same_node: Arc<Latency>,
+    pub latency_cross_node: Arc<Latency>,
     /// Server processes to watch (`--server-pid`), summed.
     pub server_pids: Arc<Vec<u32>>,
+    /// Load generators sharing this run (`--shard I/N`: N), each driving an
+    /// even share of it.
+    pub shards: usize,
     pub progress: ProgressBar,
 }
 
@@ -48,7 +55,10 @@ impl Run {
             target: Arc::new(target),
             counters: Arc::new(Counters::default()),
             latency: Arc::new(Latency::default()),
+            latency_same_node: Arc::new(Latency::default()),
+            latency_cross_node: Arc::new(Latency::default()),
             server_pids: Arc::new(server_pids),
+            shards: 1,
             progress,
         }
     }
@@ -127,6 +137,12 @@ impl Run {
         total
     }
 
+    /// This run is one of `shards` load generators driving the same servers.
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
     /// Starts the live progress line, refreshed until the returned guard drops.
     pub fn live(&self, goal: String) -> LiveGuard {
         let run = self.clone();
@@ -194,6 +210,11 @@ impl Run {
 /// Rounds to one decimal, for percentages and MiB.
 pub fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
+}
+
+/// Rounds to two decimals, for microseconds per event.
+pub fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
 }
 
 /// Stops the progress line on drop.

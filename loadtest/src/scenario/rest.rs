@@ -11,10 +11,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::procstat::{Process, cpu_percent};
+use crate::procstat::{Process, cpu_percent, cpu_us_per_event};
 use crate::provisioning::Member;
 use crate::report::Report;
-use crate::run::{Pacer, Run, round1};
+use crate::run::{Pacer, Run, round1, round2};
 use crate::stats::Percentiles;
 use crate::target::Target;
 
@@ -142,6 +142,11 @@ pub async fn run(run: &Run, members: Vec<Member>, spec: RestSpec) -> Report {
         .latency("latency", Percentiles::of(&run.latency.merged()));
     if let (Some(a), Some(b)) = (server_from, server_to) {
         report.add("server_cpu_percent", round1(cpu_percent(&a, &b)));
+        let answered =
+            load(&statuses.ok) + load(&statuses.client_error) + load(&statuses.server_error);
+        if let Some(us) = cpu_us_per_event(&a, &b, answered, run.shards) {
+            report.add("server_cpu_us_per_request", round2(us));
+        }
     }
     if let (Some(a), Some(b)) = (client_from, client_to) {
         report.add("client_cpu_busy_percent", round1(cpu_percent(&a, &b)));

@@ -29,10 +29,10 @@ use vridge_protocol::{ClientMessage, Encoding, NewComment};
 use super::{Ended, read_until};
 use crate::classify::{self, Kind};
 use crate::clock::unix_ns;
-use crate::procstat::{Process, cpu_percent};
+use crate::procstat::{Process, cpu_percent, cpu_us_per_event};
 use crate::provisioning::{Member, Project};
 use crate::report::Report;
-use crate::run::{Pacer, Run, Signal, round1};
+use crate::run::{Pacer, Run, Signal, round1, round2};
 use crate::stats::{Counters, LATE_SEND_NS, Percentiles};
 
 /// What the senders send.
@@ -116,8 +116,10 @@ pub async fn run(run: &Run, projects: &[Project], spec: RoomSpec) -> Report {
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     let pacer = Pacer::new(Instant::now(), spec.connect_rate);
     let mut index = 0usize;
+    let spread = run.target.spreads_members();
     for (pi, project) in projects.iter().enumerate() {
         let log = Arc::new(SendLog((0..n).map(|_| AtomicU64::new(0)).collect()));
+        let sender_node = project.members.first().map(|m| run.target.node_of(m));
         let slow_count =
             ((project.members.len().saturating_sub(1)) as f64 * spec.slow_share).round() as usize;
         let first_slow = project.members.len() - slow_count;
@@ -130,6 +132,7 @@ pub async fn run(run: &Run, projects: &[Project], spec: RoomSpec) -> Report {
             pacer.wait(index as u64).await;
             let ctx = Member2 {
                 run: run.clone(),
+                cross_node: spread && sender_node != Some(run.target.node_of(member)),
                 member: member.clone(),
                 index,
                 project: pi,
@@ -245,8 +248,22 @@ pub async fn run(run: &Run, projects: &[Project], spec: RoomSpec) -> Report {
             .add("slow_closed_by_server", slow_closed);
     }
     report.latency("latency", latency);
+    if spread {
+        report
+            .latency(
+                "latency_same_node",
+                Percentiles::of(&run.latency_same_node.merged()),
+            )
+            .latency(
+                "latency_cross_node",
+                Percentiles::of(&run.latency_cross_node.merged()),
+            );
+    }
     if let (Some(a), Some(b)) = (server_from, server_to) {
         report.add("server_cpu_percent", round1(cpu_percent(&a, &b)));
+        if let Some(us) = cpu_us_per_event(&a, &b, delivered, run.shards) {
+            report.add("server_cpu_us_per_delivery", round2(us));
+        }
     }
     if let (Some(a), Some(b)) = (client_from, client_to) {
         report.add("client_cpu_busy_percent", round1(cpu_percent(&a, &b)));
@@ -259,6 +276,8 @@ pub async fn run(run: &Run, projects: &[Project], spec: RoomSpec) -> Report {
 /// One member's task.
 struct Member2 {
     run: Run,
+    /// The project's sender is on another node than this member.
+    cross_node: bool,
     member: Member,
     index: usize,
     project: usize,
@@ -394,6 +413,14 @@ impl Member2 {
                     .delivered
                     .fetch_add(samples.len() as u64, Relaxed);
                 run.latency.record_ns(self.index, &samples);
+                if run.target.spreads_members() {
+                    let split = if self.cross_node {
+                        &run.latency_cross_node
+                    } else {
+                        &run.latency_same_node
+                    };
+                    split.record_ns(self.index, &samples);
+                }
                 samples.clear();
             }
             if let Some(e) = error
