@@ -51,16 +51,6 @@ pub struct WriterSettings {
 /// batches is not idle.
 pub const MAX_FRAME_BYTES: usize = 1024;
 
-/// One encoded message as a single frame (live events, warnings): text is
-/// checked as UTF-8 once, by tungstenite's `Utf8Bytes`.
-fn to_message(encoding: Encoding, bytes: Bytes) -> Option<Message> {
-    if encoding.is_binary() {
-        Some(Message::Binary(bytes))
-    } else {
-        Utf8Bytes::try_from(bytes).ok().map(Message::Text)
-    }
-}
-
 /// One encoded message as the frames to write: itself when it fits in
 /// `max_frame`, else fragments of that size (slices of the same bytes, no
 /// copy). `None` for text that is not UTF-8 (never produced by our encoder).
@@ -175,10 +165,8 @@ where
 {
     pub async fn run(&mut self) {
         let preamble = std::mem::take(&mut self.preamble);
-        // Boxed: sent once, its fragments' state must not size this task's
-        // future, which every idle socket holds.
         let mut alive = match to_frames(self.settings.encoding, preamble, MAX_FRAME_BYTES) {
-            Some(frames) => Box::pin(send_fragments(&mut self.sink, frames, &self.closer)).await,
+            Some(frames) => send_or_close(&mut self.sink, frames, &self.closer).await,
             None => false,
         };
         let mut schedule = Keepalive::new(self.settings.ping_interval, self.settings.pong_timeout);
@@ -227,7 +215,7 @@ where
 
     async fn ping(&mut self) -> bool {
         let ping = Message::Ping(Bytes::new());
-        let alive = send_or_close(&mut self.sink, ping, &self.closer).await;
+        let alive = send_or_close(&mut self.sink, std::iter::once(ping), &self.closer).await;
         if alive {
             self.last_seen.ping_sent();
             self.settings.metrics.pings_sent.fetch_add(1, Relaxed);
@@ -242,7 +230,7 @@ where
         };
         let Some(frames) = encode(self.settings.encoding, &msg)
             .ok()
-            .and_then(|bytes| to_message(self.settings.encoding, bytes))
+            .and_then(|bytes| to_frames(self.settings.encoding, bytes, usize::MAX))
         else {
             return true;
         };
@@ -338,36 +326,34 @@ where
     };
     settings.metrics.frame_events.observe(count as f64);
     queued.clear();
-    match to_message(settings.encoding, bytes) {
-        Some(msg) => send_or_close(sink, msg, closer).await,
+    match to_frames(settings.encoding, bytes, usize::MAX) {
+        Some(frames) => send_or_close(sink, frames, closer).await,
         None => true,
     }
 }
 
-/// Sends a message's frames in order, each as [`send_or_close`].
-async fn send_fragments<S>(sink: &mut S, frames: Fragments, closer: &Closer) -> bool
+/// Sends and flushes one message's frames unless the connection is asked to
+/// close first (a peer that stopped reading would otherwise hold the writer
+/// forever).
+async fn send_or_close<S>(
+    sink: &mut S,
+    frames: impl Iterator<Item = Message>,
+    closer: &Closer,
+) -> bool
 where
     S: Sink<Message> + Unpin,
 {
     for frame in frames {
-        if !send_or_close(sink, frame, closer).await {
+        let sent = tokio::select! {
+            biased;
+            () = closer.closed() => return false,
+            sent = sink.send(frame) => sent.is_ok(),
+        };
+        if !sent {
             return false;
         }
     }
     true
-}
-
-/// Sends and flushes one message unless the connection is asked to close
-/// first (a peer that stopped reading would otherwise hold the writer forever).
-async fn send_or_close<S>(sink: &mut S, msg: Message, closer: &Closer) -> bool
-where
-    S: Sink<Message> + Unpin,
-{
-    tokio::select! {
-        biased;
-        () = closer.closed() => false,
-        sent = sink.send(msg) => sent.is_ok(),
-    }
 }
 
 #[cfg(test)]
