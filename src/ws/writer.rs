@@ -40,21 +40,19 @@ pub struct WriterSettings {
     pub metrics: Arc<Metrics>,
 }
 
-/// The largest frame of the `initial_state` the writer hands tungstenite; a
-/// longer one goes out as a fragmented message (RFC 6455 §5.4: the peer
-/// reassembles it, as browsers and tungstenite do). tungstenite keeps its
-/// output buffer at the size of the largest frame it ever wrote, for the
-/// socket's whole life: an `initial_state` of 20 comments (~7 KB) made every
-/// idle socket hold ~7 KiB it never used again. Live frames stay whole:
-/// fragmenting batches under load cost a write per fragment and moved the
-/// fan-out's latency (p50 7.2 → 10.4 ms); a socket busy enough to get large
-/// batches is not idle.
+/// The largest frame the writer hands tungstenite; a longer message goes
+/// out as a fragmented message (RFC 6455 §5.4: the peer reassembles it, as
+/// browsers and tungstenite do). tungstenite keeps its output buffer at the
+/// size of the largest frame it ever wrote, for the socket's whole life: an
+/// `initial_state` of 20 comments (~7 KB) made every idle socket hold ~7 KiB
+/// it never used again, and a large batch more.
 pub const MAX_FRAME_BYTES: usize = 1024;
 
 /// One encoded message as the frames to write: itself when it fits in
-/// `max_frame`, else fragments of that size (slices of the same bytes, no
-/// copy). `None` for text that is not UTF-8 (never produced by our encoder).
-fn to_frames(encoding: Encoding, bytes: Bytes, max_frame: usize) -> Option<Fragments> {
+/// [`MAX_FRAME_BYTES`], else fragments of that size (slices of the same
+/// bytes, no copy). `None` for text that is not UTF-8 (never produced by our
+/// encoder).
+fn to_frames(encoding: Encoding, bytes: Bytes) -> Option<Fragments> {
     if !encoding.is_binary() && std::str::from_utf8(&bytes).is_err() {
         return None;
     }
@@ -62,7 +60,6 @@ fn to_frames(encoding: Encoding, bytes: Bytes, max_frame: usize) -> Option<Fragm
         encoding,
         rest: bytes,
         first: true,
-        max_frame: max_frame.max(4),
     })
 }
 
@@ -71,7 +68,6 @@ struct Fragments {
     encoding: Encoding,
     rest: Bytes,
     first: bool,
-    max_frame: usize,
 }
 
 impl Iterator for Fragments {
@@ -81,7 +77,7 @@ impl Iterator for Fragments {
         if self.rest.is_empty() && !self.first {
             return None;
         }
-        let whole = self.first && self.rest.len() <= self.max_frame;
+        let whole = self.first && self.rest.len() <= MAX_FRAME_BYTES;
         let first = std::mem::replace(&mut self.first, false);
         if whole {
             let bytes = std::mem::take(&mut self.rest);
@@ -92,7 +88,7 @@ impl Iterator for Fragments {
                 Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_default())
             });
         }
-        let mut end = self.rest.len().min(self.max_frame);
+        let mut end = self.rest.len().min(MAX_FRAME_BYTES);
         if !self.encoding.is_binary() {
             // Text is cut between characters, so each fragment is UTF-8 on
             // its own: peers that check fragments one by one accept it too.
@@ -101,7 +97,7 @@ impl Iterator for Fragments {
             }
         }
         if end == 0 {
-            end = self.rest.len().min(self.max_frame);
+            end = self.rest.len().min(MAX_FRAME_BYTES);
         }
         let chunk = self.rest.split_to(end);
         let opcode = match (first, self.encoding.is_binary()) {
@@ -165,7 +161,7 @@ where
 {
     pub async fn run(&mut self) {
         let preamble = std::mem::take(&mut self.preamble);
-        let mut alive = match to_frames(self.settings.encoding, preamble, MAX_FRAME_BYTES) {
+        let mut alive = match to_frames(self.settings.encoding, preamble) {
             Some(frames) => send_or_close(&mut self.sink, frames, &self.closer).await,
             None => false,
         };
@@ -230,7 +226,7 @@ where
         };
         let Some(frames) = encode(self.settings.encoding, &msg)
             .ok()
-            .and_then(|bytes| to_frames(self.settings.encoding, bytes, usize::MAX))
+            .and_then(|bytes| to_frames(self.settings.encoding, bytes))
         else {
             return true;
         };
@@ -326,7 +322,7 @@ where
     };
     settings.metrics.frame_events.observe(count as f64);
     queued.clear();
-    match to_frames(settings.encoding, bytes, usize::MAX) {
+    match to_frames(settings.encoding, bytes) {
         Some(frames) => send_or_close(sink, frames, closer).await,
         None => true,
     }
@@ -492,19 +488,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_long_initial_state_goes_out_as_fragments_of_the_same_bytes_and_live_frames_whole() {
+    async fn a_message_longer_than_a_frame_goes_out_as_fragments_of_the_same_bytes() {
         let long = format!(r#"{{"type":"x","n":"{}"}}"#, "é".repeat(MAX_FRAME_BYTES));
-        let metrics = Arc::new(Metrics::default());
-        let (outbox, inbox, closer) = Outbox::channel(64, Encoding::Json, metrics.clone());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let task = spawn(
-            Recorder(tx),
-            inbox,
-            closer,
-            Bytes::from(long.clone()),
-            Arc::new(LastSeen::new()),
-            settings(&metrics),
-        );
+        let (outbox, _closer, mut rx, task, _) = recorded(|_, _| {});
+        rx.recv().await.unwrap();
+        assert!(outbox.offer(OutFrame {
+            bytes: Bytes::from(long.clone()),
+            comment_id: None,
+        }));
         let mut payload = Vec::new();
         let mut fragments = 0;
         loop {
@@ -531,15 +522,6 @@ mod tests {
         }
         assert!(fragments > 1 && fragments <= long.len().div_ceil(MAX_FRAME_BYTES - 3));
         assert_eq!(String::from_utf8(payload).unwrap(), long);
-        assert!(outbox.offer(OutFrame {
-            bytes: Bytes::from(long.clone()),
-            comment_id: None,
-        }));
-        assert_eq!(
-            text(&rx.recv().await.unwrap()),
-            long,
-            "a live frame stays whole"
-        );
         drop(outbox);
         assert!(matches!(rx.recv().await, Some(Message::Close(_))));
         task.await.unwrap();
