@@ -17,8 +17,6 @@ use futures_util::{Sink, SinkExt};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use vridge_protocol::codec::{batch_frame, encode};
 use vridge_protocol::{Encoding, ServerMessage, close};
@@ -40,77 +38,11 @@ pub struct WriterSettings {
     pub metrics: Arc<Metrics>,
 }
 
-/// The largest frame the writer hands tungstenite; a longer message goes
-/// out as a fragmented message (RFC 6455 §5.4: the peer reassembles it, as
-/// browsers and tungstenite do). tungstenite keeps its output buffer at the
-/// size of the largest frame it ever wrote, for the socket's whole life: an
-/// `initial_state` of 20 comments (~7 KB) made every idle socket hold ~7 KiB
-/// it never used again, and a large batch more.
-pub const MAX_FRAME_BYTES: usize = 1024;
-
-/// One encoded message as the frames to write: itself when it fits in
-/// [`MAX_FRAME_BYTES`], else fragments of that size (slices of the same
-/// bytes, no copy). `None` for text that is not UTF-8 (never produced by our
-/// encoder).
-fn to_frames(encoding: Encoding, bytes: Bytes) -> Option<Fragments> {
-    if !encoding.is_binary() && std::str::from_utf8(&bytes).is_err() {
-        return None;
-    }
-    Some(Fragments {
-        encoding,
-        rest: bytes,
-        first: true,
-    })
-}
-
-/// The frames of one message, in order.
-struct Fragments {
-    encoding: Encoding,
-    rest: Bytes,
-    first: bool,
-}
-
-impl Iterator for Fragments {
-    type Item = Message;
-
-    fn next(&mut self) -> Option<Message> {
-        if self.rest.is_empty() && !self.first {
-            return None;
-        }
-        let whole = self.first && self.rest.len() <= MAX_FRAME_BYTES;
-        let first = std::mem::replace(&mut self.first, false);
-        if whole {
-            let bytes = std::mem::take(&mut self.rest);
-            return Some(if self.encoding.is_binary() {
-                Message::Binary(bytes)
-            } else {
-                // Checked as UTF-8 in `to_frames`.
-                Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_default())
-            });
-        }
-        let mut end = self.rest.len().min(MAX_FRAME_BYTES);
-        if !self.encoding.is_binary() {
-            // Text is cut between characters, so each fragment is UTF-8 on
-            // its own: peers that check fragments one by one accept it too.
-            while end > 0 && end < self.rest.len() && self.rest[end] & 0xC0 == 0x80 {
-                end -= 1;
-            }
-        }
-        if end == 0 {
-            end = self.rest.len().min(MAX_FRAME_BYTES);
-        }
-        let chunk = self.rest.split_to(end);
-        let opcode = match (first, self.encoding.is_binary()) {
-            (false, _) => OpData::Continue,
-            (true, true) => OpData::Binary,
-            (true, false) => OpData::Text,
-        };
-        let last = self.rest.is_empty();
-        Some(Message::Frame(Frame::message(
-            chunk,
-            OpCode::Data(opcode),
-            last,
-        )))
+fn to_message(encoding: Encoding, bytes: Bytes) -> Option<Message> {
+    if encoding.is_binary() {
+        Some(Message::Binary(bytes))
+    } else {
+        Utf8Bytes::try_from(bytes).ok().map(Message::Text)
     }
 }
 
@@ -161,8 +93,8 @@ where
 {
     pub async fn run(&mut self) {
         let preamble = std::mem::take(&mut self.preamble);
-        let mut alive = match to_frames(self.settings.encoding, preamble) {
-            Some(frames) => send_or_close(&mut self.sink, frames, &self.closer).await,
+        let mut alive = match to_message(self.settings.encoding, preamble) {
+            Some(msg) => send_or_close(&mut self.sink, msg, &self.closer).await,
             None => false,
         };
         let mut schedule = Keepalive::new(self.settings.ping_interval, self.settings.pong_timeout);
@@ -211,7 +143,7 @@ where
 
     async fn ping(&mut self) -> bool {
         let ping = Message::Ping(Bytes::new());
-        let alive = send_or_close(&mut self.sink, std::iter::once(ping), &self.closer).await;
+        let alive = send_or_close(&mut self.sink, ping, &self.closer).await;
         if alive {
             self.last_seen.ping_sent();
             self.settings.metrics.pings_sent.fetch_add(1, Relaxed);
@@ -224,14 +156,14 @@ where
         let msg = ServerMessage::TokenExpiring {
             expires_at: expires_at as i64,
         };
-        let Some(frames) = encode(self.settings.encoding, &msg)
+        let Some(frame) = encode(self.settings.encoding, &msg)
             .ok()
-            .and_then(|bytes| to_frames(self.settings.encoding, bytes))
+            .and_then(|bytes| to_message(self.settings.encoding, bytes))
         else {
             return true;
         };
         self.settings.metrics.messages_out("token_expiring", 1);
-        send_or_close(&mut self.sink, frames, &self.closer).await
+        send_or_close(&mut self.sink, frame, &self.closer).await
     }
 
     /// Sends the close frame, first what is queued on a graceful close. When
@@ -322,34 +254,23 @@ where
     };
     settings.metrics.frame_events.observe(count as f64);
     queued.clear();
-    match to_frames(settings.encoding, bytes) {
-        Some(frames) => send_or_close(sink, frames, closer).await,
+    match to_message(settings.encoding, bytes) {
+        Some(msg) => send_or_close(sink, msg, closer).await,
         None => true,
     }
 }
 
-/// Sends and flushes one message's frames unless the connection is asked to
-/// close first (a peer that stopped reading would otherwise hold the writer
-/// forever).
-async fn send_or_close<S>(
-    sink: &mut S,
-    frames: impl Iterator<Item = Message>,
-    closer: &Closer,
-) -> bool
+/// Sends and flushes one message unless the connection is asked to close
+/// first (a peer that stopped reading would otherwise hold the writer forever).
+async fn send_or_close<S>(sink: &mut S, msg: Message, closer: &Closer) -> bool
 where
     S: Sink<Message> + Unpin,
 {
-    for frame in frames {
-        let sent = tokio::select! {
-            biased;
-            () = closer.closed() => return false,
-            sent = sink.send(frame) => sent.is_ok(),
-        };
-        if !sent {
-            return false;
-        }
+    tokio::select! {
+        biased;
+        () = closer.closed() => false,
+        sent = sink.send(msg) => sent.is_ok(),
     }
-    true
 }
 
 #[cfg(test)]
@@ -485,46 +406,6 @@ mod tests {
         );
         task.await.unwrap();
         assert_eq!(metrics.frame_events.count(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_message_longer_than_a_frame_goes_out_as_fragments_of_the_same_bytes() {
-        let long = format!(r#"{{"type":"x","n":"{}"}}"#, "é".repeat(MAX_FRAME_BYTES));
-        let (outbox, _closer, mut rx, task, _) = recorded(|_, _| {});
-        rx.recv().await.unwrap();
-        assert!(outbox.offer(OutFrame {
-            bytes: Bytes::from(long.clone()),
-            comment_id: None,
-        }));
-        let mut payload = Vec::new();
-        let mut fragments = 0;
-        loop {
-            let Some(Message::Frame(frame)) = rx.recv().await else {
-                panic!("expected raw fragments")
-            };
-            let header = frame.header();
-            let expected = if fragments == 0 {
-                OpCode::Data(OpData::Text)
-            } else {
-                OpCode::Data(OpData::Continue)
-            };
-            assert_eq!(header.opcode, expected);
-            assert!(frame.payload().len() <= MAX_FRAME_BYTES);
-            assert!(
-                std::str::from_utf8(frame.payload()).is_ok(),
-                "cut between characters"
-            );
-            payload.extend_from_slice(frame.payload());
-            fragments += 1;
-            if header.is_final {
-                break;
-            }
-        }
-        assert!(fragments > 1 && fragments <= long.len().div_ceil(MAX_FRAME_BYTES - 3));
-        assert_eq!(String::from_utf8(payload).unwrap(), long);
-        drop(outbox);
-        assert!(matches!(rx.recv().await, Some(Message::Close(_))));
-        task.await.unwrap();
     }
 
     #[tokio::test]
