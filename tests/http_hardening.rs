@@ -581,8 +581,33 @@ impl Binary {
     }
 }
 
-/// `n` concurrent sign-ups and `n` concurrent sign-ins (half of them for
-/// accounts that exist); the statuses seen, with their counts.
+/// Accounts [`register_known`] creates before a flood, so that the flood's
+/// sign-ins for them can succeed whichever of its sign-ups win a slot.
+const KNOWN_ACCOUNTS: usize = 8;
+
+fn known_email(i: usize) -> String {
+    format!("known{}@example.com", i % KNOWN_ACCOUNTS)
+}
+
+/// Creates the [`KNOWN_ACCOUNTS`] one after another, before any flood.
+async fn register_known(addr: SocketAddr) {
+    let client = reqwest::Client::new();
+    for i in 0..KNOWN_ACCOUNTS {
+        let status = client
+            .post(format!("http://{addr}/auth/register"))
+            .json(&json!({"email": known_email(i),
+                "password": "a long enough password", "username": format!("known{i}")}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 201, "registering {}", known_email(i));
+    }
+}
+
+/// `n` concurrent sign-ups and `n` concurrent sign-ins (half of them for the
+/// accounts [`register_known`] makes, half for nobody); the statuses seen,
+/// with their counts.
 async fn flood(addr: SocketAddr, wave: usize, n: usize) -> std::collections::BTreeMap<u16, usize> {
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");
@@ -603,7 +628,7 @@ async fn flood(addr: SocketAddr, wave: usize, n: usize) -> std::collections::BTr
         let (client, base) = (client.clone(), base.clone());
         async move {
             let email = if i % 2 == 0 {
-                format!("w0u{i}@example.com")
+                known_email(i / 2)
             } else {
                 format!("nobody{i}@example.com")
             };
@@ -646,6 +671,7 @@ async fn a_sign_up_and_sign_in_flood_that_reaches_hashing_keeps_rss_within_64_mi
         "1000000",
     ])
     .await;
+    register_known(server.addr).await;
     let before = server.rss_kib();
     let mut totals = std::collections::BTreeMap::new();
     for wave in 0..3 {
@@ -658,10 +684,12 @@ async fn a_sign_up_and_sign_in_flood_that_reaches_hashing_keeps_rss_within_64_mi
         "RSS before {before} KiB, after {after} KiB (+{} KiB); statuses {totals:?}",
         after.saturating_sub(before)
     );
-    // The flood reached hashing: accounts were created and sign-ins checked.
-    assert!(totals.get(&201).copied().unwrap_or(0) >= 50, "{totals:?}");
-    assert!(totals.get(&200).copied().unwrap_or(0) >= 1, "{totals:?}");
-    assert!(totals.get(&401).copied().unwrap_or(0) >= 1, "{totals:?}");
+    // The flood reached hashing: accounts were created and sign-ins checked,
+    // at least a full queue's worth (2 slots × 32 waiters) of them. Which
+    // requests win a place depends on arrival order, so only the sum is bound.
+    let count = |s: u16| totals.get(&s).copied().unwrap_or(0);
+    assert!(count(201) >= 1 && count(200) >= 1 && count(401) >= 1, "{totals:?}");
+    assert!(count(201) + count(200) + count(401) >= 64, "{totals:?}");
     assert!(
         totals
             .keys()
