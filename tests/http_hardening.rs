@@ -688,7 +688,10 @@ async fn a_sign_up_and_sign_in_flood_that_reaches_hashing_keeps_rss_within_64_mi
     // at least a full queue's worth (2 slots × 32 waiters) of them. Which
     // requests win a place depends on arrival order, so only the sum is bound.
     let count = |s: u16| totals.get(&s).copied().unwrap_or(0);
-    assert!(count(201) >= 1 && count(200) >= 1 && count(401) >= 1, "{totals:?}");
+    assert!(
+        count(201) >= 1 && count(200) >= 1 && count(401) >= 1,
+        "{totals:?}"
+    );
     assert!(count(201) + count(200) + count(401) >= 64, "{totals:?}");
     assert!(
         totals
