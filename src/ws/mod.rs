@@ -8,6 +8,7 @@ pub mod clock;
 pub mod connection_limit;
 mod context;
 mod keepalive;
+mod preamble;
 pub mod session;
 mod upgrade_limit;
 pub mod writer;
@@ -193,7 +194,7 @@ async fn upgrade(
 }
 
 /// The socket as tungstenite drives it.
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket = WebSocketStream<preamble::PreambleIo<TokioIo<Upgraded>>>;
 
 /// Takes the upgraded connection from hyper and opens the session on it.
 async fn open(
@@ -205,7 +206,7 @@ async fn open(
     match on_upgrade.await {
         Ok(upgraded) => {
             let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
+                preamble::PreambleIo::new(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(socket_config),
             )

@@ -26,6 +26,7 @@ use vridge_protocol::{
 use super::SessionContext;
 use super::clock::LastSeen;
 use super::connection_limit::ConnectionGuard;
+use super::preamble::{Preamble, server_frame};
 use super::writer::{self, WriterSettings};
 use crate::auth::{AccessGrant, AuthError};
 use crate::broker::SocketSlot;
@@ -50,19 +51,19 @@ pub struct Handshake {
 }
 
 /// Opens a socket: admits it (authentication, membership, socket slots),
-/// joins its room, encodes `initial_state` and starts the writer, which sends
-/// that first. `None` when the socket was refused (and closed).
+/// joins its room, encodes `initial_state`, presets it as the socket's first
+/// frame (around the codec: see [`super::preamble`]) and starts the writer,
+/// whose first flush sends it. `None` when the socket was refused (and closed).
 ///
 /// Callers box this future and await it apart from [`Live::run`]: a task's
 /// future is allocated once, sized for its largest await point, and opening
 /// awaits store and broker queries whose futures are many times the size of
 /// the read loop. Boxed, that memory is freed once the socket is open instead
 /// of being held by every idle socket for its whole life.
-pub async fn open<S>(ctx: Arc<SessionContext>, ws: S, handshake: Handshake) -> Option<Live<S>>
+pub async fn open<S>(ctx: Arc<SessionContext>, mut ws: S, handshake: Handshake) -> Option<Live<S>>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Unpin + Send + 'static,
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Preamble + Unpin + Send + 'static,
 {
-    let (mut sink, mut stream) = ws.split();
     let Admitted {
         session,
         room,
@@ -72,7 +73,10 @@ where
         watermark,
         slots,
         grant,
-    } = admit(&ctx, &mut sink, &mut stream, handshake).await?;
+    } = admit(&ctx, &mut ws, handshake).await?;
+    ws.preset(server_frame(session.outbox.encoding(), &preamble));
+    drop(preamble);
+    let (sink, stream) = ws.split();
     rx.set_watermark(watermark);
     let last_seen = Arc::new(LastSeen::new());
     last_seen.set_token(&grant);
@@ -87,7 +91,6 @@ where
         sink,
         rx,
         session.closer.clone(),
-        preamble,
         last_seen.clone(),
         settings,
     );
@@ -162,15 +165,9 @@ struct Admitted {
 /// Authenticates and authorizes the socket, takes its slots, joins its room
 /// and encodes `initial_state`. A refused socket is closed here (with the
 /// reason's code) and `None` returned.
-async fn admit<Si, St>(
-    ctx: &Arc<SessionContext>,
-    sink: &mut Si,
-    stream: &mut St,
-    handshake: Handshake,
-) -> Option<Admitted>
+async fn admit<S>(ctx: &Arc<SessionContext>, ws: &mut S, handshake: Handshake) -> Option<Admitted>
 where
-    Si: Sink<Message> + Unpin,
-    St: Stream<Item = Result<Message, WsError>> + Unpin,
+    S: Sink<Message> + Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let grant = match handshake.token.as_deref().ok_or(AuthError::Missing) {
         Ok(token) => ctx.jwt.verify_access_grant(token),
@@ -179,11 +176,11 @@ where
     let grant = match grant {
         Ok(grant) => grant,
         Err(AuthError::Expired) => {
-            refuse(sink, stream, close::TOKEN_EXPIRED).await;
+            refuse(ws, close::TOKEN_EXPIRED).await;
             return None;
         }
         Err(_) => {
-            refuse(sink, stream, close::UNAUTHENTICATED).await;
+            refuse(ws, close::UNAUTHENTICATED).await;
             return None;
         }
     };
@@ -192,24 +189,24 @@ where
     let role = match ctx.reads.member_role(handshake.project, user).await {
         Ok(Some(role)) => role,
         Ok(None) => {
-            refuse(sink, stream, close::PERMISSION_DENIED).await;
+            refuse(ws, close::PERMISSION_DENIED).await;
             return None;
         }
         Err(e) => {
             tracing::error!(error = %e, "membership lookup failed");
-            refuse(sink, stream, close::INTERNAL_ERROR).await;
+            refuse(ws, close::INTERNAL_ERROR).await;
             return None;
         }
     };
     let max_sockets = ctx.settings.max_sockets_per_user;
     let Some(slot) = ctx.connections.try_acquire(user, max_sockets) else {
-        refuse(sink, stream, close::TOO_MANY_CONNECTIONS).await;
+        refuse(ws, close::TOO_MANY_CONNECTIONS).await;
         return None;
     };
     // The local count is the fast path; the cluster count (Redis) holds the
     // limit across nodes.
     let Some(cluster_slot) = ctx.hub.acquire_socket(user, max_sockets).await else {
-        refuse(sink, stream, close::TOO_MANY_CONNECTIONS).await;
+        refuse(ws, close::TOO_MANY_CONNECTIONS).await;
         return None;
     };
 
@@ -244,7 +241,7 @@ where
         }
     };
     let Ok((room, preamble, watermark)) = preamble else {
-        refuse(sink, stream, close::INTERNAL_ERROR).await;
+        refuse(ws, close::INTERNAL_ERROR).await;
         ctx.metrics.sockets_open.fetch_sub(1, Relaxed);
         return None;
     };
@@ -271,18 +268,17 @@ where
 }
 
 /// Closes a socket that never joined, with `code`.
-async fn refuse<S, R>(sink: &mut S, stream: &mut R, code: u16)
+async fn refuse<S>(ws: &mut S, code: u16)
 where
-    S: Sink<Message> + Unpin,
-    R: Stream<Item = Result<Message, WsError>> + Unpin,
+    S: Sink<Message> + Stream<Item = Result<Message, WsError>> + Unpin,
 {
     tracing::info!(code, reason = close::reason(code), "refusing socket");
     let frame = CloseFrame {
         code: code.into(),
         reason: Utf8Bytes::from_static(close::reason(code)),
     };
-    let _ = sink.send(Message::Close(Some(frame))).await;
-    drain(stream).await;
+    let _ = ws.send(Message::Close(Some(frame))).await;
+    drain(ws).await;
 }
 
 /// Reads and discards until the peer finishes closing (or [`CLOSE_DRAIN`]).

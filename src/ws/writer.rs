@@ -1,5 +1,6 @@
 //! The writer task of one connection: the only code that writes to its
-//! socket. It sends the `initial_state` first, then wakes on the first queued
+//! socket. Its first flush sends the `initial_state` (preset on the
+//! connection, around the codec: see [`super::preamble`]); then it wakes on the first queued
 //! event, drains whatever else is already queued (up to the batch cap) into
 //! one frame, and flushes once — no timer, so nothing waits at low load and
 //! batches grow on their own under load. It also sends keepalive pings,
@@ -46,13 +47,13 @@ fn to_message(encoding: Encoding, bytes: Bytes) -> Option<Message> {
     }
 }
 
-/// Starts a connection's writer task; it sends `preamble` (the encoded
-/// `initial_state`) first.
+/// Starts a connection's writer task. Its first act is a flush, which
+/// sends the `initial_state` preset on the connection (see
+/// [`super::preamble`]).
 pub fn spawn<S>(
     sink: S,
     rx: Inbox,
     closer: Closer,
-    preamble: Bytes,
     last_seen: Arc<LastSeen>,
     settings: WriterSettings,
 ) -> JoinHandle<()>
@@ -63,7 +64,6 @@ where
         sink,
         rx,
         closer,
-        preamble,
         last_seen,
         settings,
         queued: Vec::new(),
@@ -78,8 +78,6 @@ pub struct Writer<S> {
     sink: S,
     rx: Inbox,
     closer: Closer,
-    /// Sent first (then left empty).
-    preamble: Bytes,
     last_seen: Arc<LastSeen>,
     settings: WriterSettings,
     /// Empty until the first event: `recv_many` grows it as needed, so an
@@ -92,11 +90,7 @@ where
     S: Sink<Message> + Unpin,
 {
     pub async fn run(&mut self) {
-        let preamble = std::mem::take(&mut self.preamble);
-        let mut alive = match to_message(self.settings.encoding, preamble) {
-            Some(msg) => send_or_close(&mut self.sink, msg, &self.closer).await,
-            None => false,
-        };
+        let mut alive = flush_or_close(&mut self.sink, &self.closer).await;
         let mut schedule = Keepalive::new(self.settings.ping_interval, self.settings.pong_timeout);
         // Boxed, as tokio's `Interval` boxes its own: the timer's entry is
         // not part of the future every idle socket holds.
@@ -260,6 +254,19 @@ where
     }
 }
 
+/// Flushes (sending the preset `initial_state`) unless the connection is
+/// asked to close first.
+async fn flush_or_close<S>(sink: &mut S, closer: &Closer) -> bool
+where
+    S: Sink<Message> + Unpin,
+{
+    tokio::select! {
+        biased;
+        () = closer.closed() => false,
+        flushed = sink.flush() => flushed.is_ok(),
+    }
+}
+
 /// Sends and flushes one message unless the connection is asked to close
 /// first (a peer that stopped reading would otherwise hold the writer forever).
 async fn send_or_close<S>(sink: &mut S, msg: Message, closer: &Closer) -> bool
@@ -358,7 +365,6 @@ mod tests {
             Recorder(tx),
             inbox,
             closer.clone(),
-            Bytes::from_static(br#"{"type":"initial_state"}"#),
             Arc::new(LastSeen::new()),
             settings(&metrics),
         );
@@ -373,16 +379,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_queued_together_go_out_as_one_batch_frame_after_the_initial_state() {
+    async fn events_queued_together_go_out_as_one_batch_frame() {
         let (outbox, _closer, mut rx, task, metrics) = recorded(|outbox, _| {
             for n in 0..5 {
                 assert!(outbox.offer(event(&n.to_string(), None)));
             }
         });
-        assert_eq!(
-            text(&rx.recv().await.unwrap()),
-            r#"{"type":"initial_state"}"#
-        );
         let batch = rx.recv().await.unwrap();
         let expected: Vec<String> = (0..5)
             .map(|n| format!(r#"{{"type":"x","n":"{n}"}}"#))
@@ -416,7 +418,6 @@ mod tests {
                 assert!(outbox.offer(event(&id.to_string(), Some(id))));
             }
         });
-        rx.recv().await.unwrap();
         assert_eq!(text(&rx.recv().await.unwrap()), r#"{"type":"x","n":"6"}"#);
         drop(outbox);
         assert!(matches!(rx.recv().await, Some(Message::Close(_))));
@@ -426,7 +427,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_peer_is_pinged_then_closed_with_4009() {
         let (_outbox, closer, mut rx, task, metrics) = recorded(|_, _| {});
-        rx.recv().await.unwrap();
         let started = tokio::time::Instant::now();
         let mut pings = 0;
         let closing = loop {
@@ -461,7 +461,6 @@ mod tests {
             Stuck,
             inbox,
             closer.clone(),
-            Bytes::from_static(b"{}"),
             Arc::new(LastSeen::new()),
             settings(&metrics),
         );
@@ -472,7 +471,7 @@ mod tests {
         }
         assert_eq!(offered, 4);
         assert_eq!(closer.code(), Some(close::SLOW_CONSUMER));
-        // The writer, stuck in its first write, gives up within its grace.
+        // The writer, stuck in its first flush, gives up within its grace.
         let started = tokio::time::Instant::now();
         tokio::time::timeout(Duration::from_secs(60), task)
             .await
