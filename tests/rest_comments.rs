@@ -268,17 +268,28 @@ async fn history_carries_an_etag_and_answers_304() {
         .await;
         assert_eq!(other.status, StatusCode::OK);
     }
-    // A new comment changes the tag.
-    let path = format!("/projects/{}/comments", f.project.id);
-    let before = editor.get(&path).await.header("etag").unwrap().to_owned();
+    // A new comment changes the tag of both pages; so does another limit.
+    let paths = [
+        format!("/feedback/item/{}/comments", f.feedback[0]),
+        format!("/projects/{}/comments", f.project.id),
+    ];
+    let mut before = Vec::new();
+    for path in &paths {
+        before.push(editor.get(path).await.header("etag").unwrap().to_owned());
+        let narrower = editor.get(&format!("{path}?limit=1")).await;
+        assert_ne!(narrower.header("etag"), before.last().map(String::as_str));
+    }
     add(&editor, f.feedback[0], "two", None).await;
-    let after = Api::send(
-        editor
-            .request(Method::GET, &path)
-            .header("If-None-Match", &before),
-    )
-    .await;
-    assert_eq!(after.status, StatusCode::OK);
+    for (path, before) in paths.iter().zip(&before) {
+        let after = Api::send(
+            editor
+                .request(Method::GET, path)
+                .header("If-None-Match", before),
+        )
+        .await;
+        assert_eq!(after.status, StatusCode::OK, "{path}");
+        assert_ne!(after.header("etag"), Some(before.as_str()), "{path}");
+    }
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ use vridge_protocol::{CommentId, FeedbackId, NewComment, ProjectId};
 use super::ApiState;
 use super::access::{self, Need};
 use super::error::{ApiError, ErrorBody};
-use super::etag::json_with_etag;
+use super::etag::{PageTag, json_tagged};
 use super::extract::{AuthUser, Commenter, Json, Path, Query};
 use super::views::{CommentFeed, CommentPage, CommentView};
 use crate::domain::{IdempotencyKey, ValidComment};
@@ -139,13 +139,22 @@ pub async fn feedback_comments(
     } else {
         None
     };
-    json_with_etag(
-        &headers,
-        &CommentPage {
-            results: rows.into_iter().map(CommentView::from).collect(),
-            next_cursor,
-        },
-    )
+    let tag = PageTag::new(
+        "item",
+        &[
+            feedback,
+            before.unwrap_or(0),
+            i64::from(limit),
+            rows.first().map_or(0, |c| c.id),
+            rows.last().map_or(0, |c| c.id),
+            rows.len() as i64,
+            i64::from(more),
+        ],
+    );
+    json_tagged(&headers, &tag, || CommentPage {
+        results: rows.into_iter().map(CommentView::from).collect(),
+        next_cursor,
+    })
 }
 
 /// A project's comments after `since`, oldest first (the reconnect gap feed).
@@ -175,14 +184,23 @@ pub async fn project_feed(
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let last_comment_id = rows.last().map_or(since, |c| c.id);
-    json_with_etag(
-        &headers,
-        &CommentFeed {
-            results: rows.into_iter().map(CommentView::from).collect(),
+    let tag = PageTag::new(
+        "feed",
+        &[
+            project,
+            since,
+            i64::from(limit),
+            rows.first().map_or(0, |c| c.id),
             last_comment_id,
-            has_more,
-        },
-    )
+            rows.len() as i64,
+            i64::from(has_more),
+        ],
+    );
+    json_tagged(&headers, &tag, || CommentFeed {
+        results: rows.into_iter().map(CommentView::from).collect(),
+        last_comment_id,
+        has_more,
+    })
 }
 
 /// Adds a comment (editors and up). Sockets of the project receive it as a

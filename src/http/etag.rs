@@ -1,6 +1,17 @@
-//! Conditional GETs for history: a response carries an ETag (a hash of its
-//! body), and a request whose `If-None-Match` names it is answered 304 with
-//! no body.
+//! Conditional GETs for history: a response carries an ETag, and a request
+//! whose `If-None-Match` names it is answered 304 with no body.
+//!
+//! Two kinds of tag. Comment pages are tagged from their bounds
+//! ([`PageTag`]), with no look at the body: a comment never changes once
+//! committed and a project's comment ids commit in id order, so the same
+//! query with the same first id, last id and count always holds the same
+//! rows (a removal changes the count; nothing can appear inside the range
+//! later). A revalidation that still matches is answered before anything
+//! is serialized, and a fresh page costs no hash of its body. (Should a
+//! comment ever become editable, the tag must also carry what orders the
+//! edits.) Everything
+//! else (feedback lists, whose items change) is tagged with a hash of its
+//! body ([`json_with_etag`]).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,15 +20,57 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 
-/// `value` as JSON with an ETag, or 304 when the client has it already.
+/// `value` as JSON with an ETag hashed from the body, or 304 when the
+/// client has it already.
 pub fn json_with_etag<T: Serialize>(request: &HeaderMap, value: &T) -> Result<Response, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
     let digest = Sha256::digest(&body);
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    respond(request, &hex, || Ok(body))
+}
+
+/// The tag of one page of comments: what was asked (`kind` and the query's
+/// numbers) and what came back (first id, last id, count, whether more
+/// follow). See the module's note for why that names the page's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageTag(String);
+
+impl PageTag {
+    /// `kind` names the query (lowercase letters); `parts` are its numbers
+    /// and the page's bounds, in a fixed order.
+    pub fn new(kind: &str, parts: &[i64]) -> Self {
+        let mut tag = format!("c1-{kind}");
+        for part in parts {
+            tag.push('-');
+            tag.push_str(&part.to_string());
+        }
+        Self(tag)
+    }
+}
+
+/// `value()` as JSON under `tag`, or 304 (without calling `value`) when the
+/// client holds that page already.
+pub fn json_tagged<T: Serialize>(
+    request: &HeaderMap,
+    tag: &PageTag,
+    value: impl FnOnce() -> T,
+) -> Result<Response, ApiError> {
+    respond(request, &tag.0, || {
+        serde_json::to_vec(&value()).map_err(|e| ApiError::Internal(e.to_string()))
+    })
+}
+
+/// The response under the opaque tag `opaque`: 304 when `If-None-Match`
+/// names it, else the body `body()` makes.
+fn respond(
+    request: &HeaderMap,
+    opaque: &str,
+    body: impl FnOnce() -> Result<Vec<u8>, ApiError>,
+) -> Result<Response, ApiError> {
     // Weak: the same JSON may be sent gzip-compressed or not.
-    let etag = format!("W/\"{hex}\"");
+    let etag = format!("W/\"{opaque}\"");
     let tag = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if matches(request, &hex) {
+    if matches(request, opaque) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }
     Ok((
@@ -28,20 +81,20 @@ pub fn json_with_etag<T: Serialize>(request: &HeaderMap, value: &T) -> Result<Re
                 HeaderValue::from_static("application/json"),
             ),
         ],
-        body,
+        body()?,
     )
         .into_response())
 }
 
-/// Whether `If-None-Match` lists the tag `hex` (weak comparison) or `*`.
-fn matches(request: &HeaderMap, hex: &str) -> bool {
+/// Whether `If-None-Match` lists the tag `opaque` (weak comparison) or `*`.
+fn matches(request: &HeaderMap, opaque: &str) -> bool {
     request
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == hex)
+        .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == opaque)
 }
 
 #[cfg(test)]
@@ -58,5 +111,26 @@ mod tests {
         assert!(matches(&h, "abc"));
         assert!(!matches(&h, "abd"));
         assert!(!matches(&HeaderMap::new(), "abc"));
+    }
+
+    #[test]
+    fn a_page_tag_names_every_bound_and_a_match_skips_the_body() {
+        let tag = PageTag::new("feed", &[7, 0, 50, 1, 50, 50, 0]);
+        assert_eq!(tag.0, "c1-feed-7-0-50-1-50-50-0");
+        assert_ne!(tag, PageTag::new("feed", &[7, 0, 50, 1, 50, 49, 0]));
+        assert_ne!(tag, PageTag::new("item", &[7, 0, 50, 1, 50, 50, 0]));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("W/\"c1-feed-7-0-50-1-50-50-0\""),
+        );
+        let resp = json_tagged(&h, &tag, || -> u8 { panic!("serialized") }).unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        let resp = json_tagged(&HeaderMap::new(), &tag, || 5).unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()[header::ETAG],
+            "W/\"c1-feed-7-0-50-1-50-50-0\""
+        );
     }
 }
