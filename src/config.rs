@@ -149,7 +149,7 @@ pub struct SocketConfig {
     #[arg(long, env = "VRIDGE_MAX_BATCH", default_value_t = 64)]
     pub max_batch: usize,
 
-    /// Interval between keepalive pings, in milliseconds.
+    /// A socket silent this long is pinged (on the keepalive grid), in milliseconds.
     #[arg(long, env = "VRIDGE_PING_INTERVAL_MS", default_value_t = 20_000)]
     pub ping_interval_ms: u64,
 
