@@ -461,6 +461,21 @@ async fn a_frame_over_the_size_limit_closes_with_1009() {
     assert_eq!(a.ended().await, Ended::Closed(close::MESSAGE_TOO_BIG));
 }
 
+/// The read buffer is small (an idle socket keeps it), so a large frame is
+/// read in many pieces: one of 40 KB, the longest comment in 4-byte
+/// characters, arrives whole and is stored as sent.
+#[tokio::test]
+async fn a_frame_far_larger_than_the_read_buffer_is_read_whole() {
+    let server = TestServer::spawn().await;
+    let f = server.fixture().await;
+    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
+    let text = "\u{1F600}".repeat(10_000);
+    a.send(&comment_add(f.feedback[0], &text, None)).await;
+    a.expect(is_ack).await;
+    let stored = server.stored_comments(f.project.id).await;
+    assert_eq!(stored.last().map(|c| c.text.as_str()), Some(text.as_str()));
+}
+
 #[tokio::test]
 async fn a_slow_reader_is_closed_with_4008_while_others_keep_receiving() {
     let server = TestServer::spawn_with(&["--no-rate-limits", "--outbound-queue", "64"]).await;

@@ -41,14 +41,21 @@ pub fn router(ctx: Arc<SessionContext>) -> Router {
         .with_state(ctx)
 }
 
-/// tungstenite's settings for our sockets. The 128 KiB eagerly allocated read
-/// buffer of the default would cost 1.25 GiB per 10k idle sockets; ours is
-/// 1 KiB — client messages are small, and a larger one grows the buffer as
-/// its frame header announces it — and message and frame sizes are capped
-/// at the configured limit.
+/// Bytes of a socket's read buffer, and the most one read takes in.
+const READ_BUFFER: usize = 256;
+
+/// tungstenite's settings for our sockets. The read buffer is allocated
+/// when the socket opens and lives as long as it: the default's 128 KiB would
+/// cost 1.25 GiB per 10k idle sockets, and even 1 KiB was an eighth of what
+/// an idle socket cost. Ours is [`READ_BUFFER`]: client messages are small
+/// (a typing indicator is ~40 bytes, a comment a few hundred), a larger one
+/// grows the buffer as its frame header announces it, and the price is only
+/// more reads for it (tungstenite reads at most this much per call: 256 for
+/// a 64 KiB frame). Message and frame sizes are capped at the configured
+/// limit.
 pub fn socket_config(config: &SocketConfig) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(16 * 1024 * 1024)
         .max_message_size(Some(config.max_message_bytes))
