@@ -114,7 +114,8 @@ pub struct Config {
 }
 
 /// The store: where it is, its pool, how the persister writes to it.
-#[derive(Debug, Clone, Args)]
+/// (`Debug` by hand: the URL's password is redacted.)
+#[derive(Clone, Args)]
 pub struct StoreConfig {
     /// `sqlite://…` or `postgres://…`; default: SQLite at <data-dir>/vridge.db.
     #[arg(long, env = "DATABASE_URL")]
@@ -221,8 +222,9 @@ pub struct LimitsConfig {
     pub limit_upgrades_per_ip: u32,
 }
 
-/// The Redis broker, when there is a cluster.
-#[derive(Debug, Clone, Args)]
+/// The Redis broker, when there is a cluster. (`Debug` by hand: the URL's
+/// password is redacted.)
+#[derive(Clone, Args)]
 pub struct RedisConfig {
     /// `redis://…`: fan events out across nodes with Redis pub/sub, and keep
     /// presence and per-user socket counts cluster-wide; default: one node.
@@ -339,6 +341,51 @@ impl From<String> for JwtSecret {
 impl std::fmt::Debug for JwtSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JwtSecret(<redacted>)")
+    }
+}
+
+/// `url` with the password of its user info (`scheme://user:password@host…`)
+/// replaced, for logs and panic messages: connection URLs carry credentials.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') {
+                ":<redacted>"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redacted_url),
+            )
+            .field("db_max_connections", &self.db_max_connections)
+            .field("persist_batch", &self.persist_batch)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("redis_url", &self.redis_url.as_deref().map(redacted_url))
+            .field("redis_receive_buffer", &self.redis_receive_buffer)
+            .field("node_ttl_ms", &self.node_ttl_ms)
+            .finish()
     }
 }
 
@@ -504,6 +551,49 @@ mod tests {
         assert_eq!(
             c.auth.jwt_private_key.as_deref(),
             Some(Path::new("/tmp/private.pem"))
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_passwords_of_the_store_and_redis_urls() {
+        let c = Config::from_args([
+            "--database-url",
+            "postgres://app:pg-pass-word@db:5432/vridge?sslmode=require",
+            "--redis-url",
+            "redis://:redis-pass-word@cache:6379/0",
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("pass-word"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:<redacted>@db:5432/vridge?sslmode=require"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis://:<redacted>@cache:6379/0"),
+            "{shown}"
+        );
+        // What is used is the URL itself.
+        assert_eq!(
+            c.database_url(),
+            "postgres://app:pg-pass-word@db:5432/vridge?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn urls_without_a_password_are_shown_as_they_are() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "redis://127.0.0.1:6379",
+            "sqlite:///tmp/x/vridge.db",
+            "postgres://h/db?user=a@b",
+            "not a url",
+        ] {
+            assert_eq!(redacted_url(url), url);
+        }
+        assert_eq!(
+            redacted_url("redis://u:p@h/a@b"),
+            "redis://u:<redacted>@h/a@b"
         );
     }
 
