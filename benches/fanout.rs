@@ -109,6 +109,7 @@ fn encode_once_offer_loop(c: &mut Criterion) {
                 outbox.offer(OutFrame {
                     bytes: bytes.clone(),
                     comment_id: Some(1),
+                    ephemeral: false,
                 });
             }
             drain(&mut receivers);
