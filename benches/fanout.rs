@@ -109,7 +109,6 @@ fn encode_once_offer_loop(c: &mut Criterion) {
                 outbox.offer(OutFrame {
                     bytes: bytes.clone(),
                     comment_id: Some(1),
-                    ephemeral: false,
                 });
             }
             drain(&mut receivers);

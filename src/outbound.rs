@@ -16,14 +16,11 @@ use vridge_protocol::{CommentId, Encoding, close};
 use crate::metrics::Metrics;
 
 /// One encoded event. `comment_id` lets the [`Inbox`] drop live comments
-/// that the `initial_state` sent first already contained; `ephemeral` marks
-/// a typing indicator, which the writer may hold a few milliseconds to send
-/// it in one frame with the next ones.
+/// that the `initial_state` sent first already contained.
 #[derive(Debug, Clone)]
 pub struct OutFrame {
     pub bytes: Bytes,
     pub comment_id: Option<CommentId>,
-    pub ephemeral: bool,
 }
 
 /// Asks a connection to close with a code; the first code asked for wins.
@@ -227,7 +224,6 @@ impl Outbox {
             Ok(bytes) => self.offer(OutFrame {
                 bytes,
                 comment_id: None,
-                ephemeral: false,
             }),
             Err(e) => {
                 tracing::error!(error = %e, "encoding a server message failed");
@@ -348,7 +344,6 @@ mod tests {
         let frame = || OutFrame {
             bytes: Bytes::from_static(b"{}"),
             comment_id: None,
-            ephemeral: false,
         };
         assert!(outbox.offer(frame()));
         assert!(outbox.offer(frame()));
@@ -368,7 +363,6 @@ mod tests {
         OutFrame {
             bytes: Bytes::from_static(b"{}"),
             comment_id: Some(id),
-            ephemeral: false,
         }
     }
 
@@ -428,7 +422,6 @@ mod tests {
         assert!(outbox.offer(OutFrame {
             bytes: Bytes::from_static(b"{}"),
             comment_id: None,
-            ephemeral: false,
         }));
         let mut got = Vec::new();
         assert_eq!(inbox.recv_many(&mut got, 2).await, 1);

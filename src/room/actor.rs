@@ -514,7 +514,6 @@ impl Room {
             ServerMessage::Comment { comment, .. } => Some(comment.id),
             _ => None,
         };
-        let ephemeral = matches!(msg, ServerMessage::Typing { .. });
         let mut encoded: [Option<Bytes>; 2] = [None, None];
         let mut dropped = Vec::new();
         let mut delivered = 0u64;
@@ -536,11 +535,7 @@ impl Room {
                     }
                 },
             };
-            if member.outbox.offer(OutFrame {
-                bytes,
-                comment_id,
-                ephemeral,
-            }) {
+            if member.outbox.offer(OutFrame { bytes, comment_id }) {
                 delivered += 1;
             } else {
                 dropped.push(*conn);

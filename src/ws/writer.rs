@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use vridge_protocol::codec::{batch_frame, encode};
@@ -29,14 +29,6 @@ use crate::outbound::{Closer, Inbox, OutFrame, PEER_CLOSED};
 
 /// How long the close frame may take to go out to a peer that may not read.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// How long typing indicators may wait to share a frame. Only a socket
-/// written to within this window waits (at a low rate every event goes out
-/// at once), and only when all it has queued is typing: in a busy room each
-/// socket then writes one frame per window instead of one per keystroke
-/// event, and a syscall per frame is most of what a delivery costs. Anything
-/// queued behind the wait waits with it, at most this long.
-pub const TYPING_COALESCE: Duration = Duration::from_millis(5);
 
 /// What the writer needs besides the socket and the queue.
 pub struct WriterSettings {
@@ -75,7 +67,6 @@ where
         last_seen,
         settings,
         queued: Vec::new(),
-        last_write: Instant::now(),
     };
     tokio::spawn(async move { writer.run().await })
 }
@@ -92,8 +83,6 @@ pub struct Writer<S> {
     /// Empty until the first event: `recv_many` grows it as needed, so an
     /// idle socket does not hold a batch's worth (64 × 48 bytes) it never uses.
     queued: Vec<OutFrame>,
-    /// When the last batch went out (see [`TYPING_COALESCE`]).
-    last_write: Instant,
 }
 
 impl<S> Writer<S>
@@ -131,10 +120,6 @@ where
                     if n == 0 {
                         break;
                     }
-                    if self.typing_may_wait() {
-                        // Boxed: its timer is not part of every idle socket's state.
-                        Box::pin(self.gather_typing()).await;
-                    }
                     alive = write_batch(
                         &mut self.sink,
                         &mut self.queued,
@@ -142,37 +127,12 @@ where
                         &self.settings,
                     )
                     .await;
-                    self.last_write = Instant::now();
                 }
             }
         }
         // Boxed: the close runs once, and its timers would otherwise size this
         // task's state (held by every idle socket) for the socket's whole life.
         Box::pin(self.finish(alive)).await;
-    }
-
-    /// Whether what is queued is only typing, with room in the batch, on a
-    /// socket written to within the coalescing window.
-    fn typing_may_wait(&self) -> bool {
-        self.queued.len() < self.settings.max_batch
-            && self.last_write.elapsed() < TYPING_COALESCE
-            && self.queued.iter().all(|f| f.ephemeral)
-    }
-
-    /// Waits out the coalescing window (unless the socket is closed first),
-    /// then takes whatever else was queued meanwhile, up to the batch cap.
-    async fn gather_typing(&mut self) {
-        tokio::select! {
-            biased;
-            () = self.closer.closed() => return,
-            () = sleep_until(self.last_write + TYPING_COALESCE) => {}
-        }
-        while self.queued.len() < self.settings.max_batch {
-            match self.rx.try_recv() {
-                Some(frame) => self.queued.push(frame),
-                None => break,
-            }
-        }
     }
 
     async fn ping(&mut self) -> bool {
@@ -383,14 +343,6 @@ mod tests {
         OutFrame {
             bytes: Bytes::from(format!(r#"{{"type":"x","n":"{text}"}}"#)),
             comment_id,
-            ephemeral: false,
-        }
-    }
-
-    fn typing(text: &str) -> OutFrame {
-        OutFrame {
-            ephemeral: true,
-            ..event(text, None)
         }
     }
 
@@ -456,41 +408,6 @@ mod tests {
         );
         task.await.unwrap();
         assert_eq!(metrics.frame_events.count(), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn typing_right_after_a_write_waits_to_share_a_frame_and_anything_else_goes_at_once() {
-        let (outbox, _closer, mut rx, task, _) = recorded(|_, _| {});
-        // A socket not written to within the window sends typing at once.
-        tokio::time::advance(TYPING_COALESCE * 2).await;
-        let started = Instant::now();
-        assert!(outbox.offer(typing("a")));
-        assert_eq!(text(&rx.recv().await.unwrap()), r#"{"type":"x","n":"a"}"#);
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        // Right after that write, typing waits out the window, and what is
-        // queued meanwhile goes out in the same frame.
-        assert!(outbox.offer(typing("b")));
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert!(outbox.offer(typing("c")));
-        let batch = rx.recv().await.unwrap();
-        assert_eq!(
-            text(&batch),
-            r#"{"type":"batch","messages":[{"type":"x","n":"b"},{"type":"x","n":"c"}]}"#
-        );
-        assert_eq!(started.elapsed(), TYPING_COALESCE);
-        // Anything but typing goes out at once, even right after a write.
-        let sent = Instant::now();
-        assert!(outbox.offer(event("comment", Some(1))));
-        assert_eq!(
-            text(&rx.recv().await.unwrap()),
-            r#"{"type":"x","n":"comment"}"#
-        );
-        assert_eq!(sent.elapsed(), Duration::ZERO);
-        drop(outbox);
-        assert!(matches!(rx.recv().await, Some(Message::Close(_))));
-        task.await.unwrap();
     }
 
     #[tokio::test]
