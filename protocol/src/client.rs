@@ -18,8 +18,42 @@ pub enum ClientMessage {
     TypingIndicator {
         is_typing: bool,
     },
+    /// Adding the same emoji again changes nothing (and is acknowledged).
     ReactionAdd {
         reaction: NewReaction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    /// Removes one's own reaction; removing one that is not there changes
+    /// nothing.
+    ReactionRemove {
+        reaction: NewReaction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    /// The author changes a comment's text (and title, section).
+    CommentEdit {
+        edit: CommentEdit,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    /// The author, or an admin or owner, withdraws a comment.
+    CommentDelete {
+        comment_id: CommentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    /// An editor (or above) marks a comment resolved.
+    CommentResolve {
+        comment_id: CommentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    /// An editor (or above) opens a resolved comment again.
+    CommentReopen {
+        comment_id: CommentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
     },
     /// A fresh access token for this socket (answer to `token_expiring`):
     /// the socket stays open past the old token's expiry.
@@ -35,6 +69,11 @@ impl ClientMessage {
             ClientMessage::CommentAdd { .. } => "comment_add",
             ClientMessage::TypingIndicator { .. } => "typing_indicator",
             ClientMessage::ReactionAdd { .. } => "reaction_add",
+            ClientMessage::ReactionRemove { .. } => "reaction_remove",
+            ClientMessage::CommentEdit { .. } => "comment_edit",
+            ClientMessage::CommentDelete { .. } => "comment_delete",
+            ClientMessage::CommentResolve { .. } => "comment_resolve",
+            ClientMessage::CommentReopen { .. } => "comment_reopen",
             ClientMessage::RefreshToken { .. } => "refresh_token",
         }
     }
@@ -42,7 +81,7 @@ impl ClientMessage {
 
 /// The body of `comment_add`. Lengths are checked by the server, not here,
 /// so that an over-long text is reported as "Invalid comment data".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewComment {
     pub feedback_id: FeedbackId,
     pub text: String,
@@ -54,9 +93,29 @@ pub struct NewComment {
     /// both are accepted and kept as text.
     #[serde(default, deserialize_with = "string_or_bool")]
     pub security: Option<String>,
-    /// Position in the video, in seconds.
+    /// Position in the video, in seconds (the start of a range).
     #[serde(default)]
     pub timestamp: Option<f64>,
+    /// The end of the range the comment covers, in seconds; needs
+    /// `timestamp`, and end ≥ start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_end: Option<f64>,
+    /// The comment this one answers, of the same feedback item. A reply to
+    /// a reply is attached to the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<CommentId>,
+}
+
+/// The body of `comment_edit`: the new text, and the new title and section
+/// where given (absent: unchanged). Checked like a new comment's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommentEdit {
+    pub comment_id: CommentId,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
 }
 
 /// The body of `reaction_add`.

@@ -8,7 +8,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::client::{ClientMessage, NewComment, NewReaction};
+use crate::CommentId;
+use crate::client::{ClientMessage, CommentEdit, NewComment, NewReaction};
 use crate::server::ServerMessage;
 
 /// The wire encoding of one socket, chosen at the handshake.
@@ -94,6 +95,23 @@ struct TypingBody {
 #[derive(Deserialize)]
 struct ReactionBody {
     reaction: NewReaction,
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    edit: CommentEdit,
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+/// The body of the commands that name one comment.
+#[derive(Deserialize)]
+struct CommentIdBody {
+    comment_id: CommentId,
+    #[serde(default)]
+    client_msg_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -146,8 +164,42 @@ pub fn decode_client(enc: Encoding, frame: &[u8]) -> Result<ClientMessage, Decod
         Some("reaction_add") => parse::<ReactionBody>(enc, frame)
             .map(|b| ClientMessage::ReactionAdd {
                 reaction: b.reaction,
+                client_msg_id: b.client_msg_id,
             })
             .ok_or(DecodeError::InvalidReaction),
+        Some("reaction_remove") => parse::<ReactionBody>(enc, frame)
+            .map(|b| ClientMessage::ReactionRemove {
+                reaction: b.reaction,
+                client_msg_id: b.client_msg_id,
+            })
+            .ok_or(DecodeError::InvalidReaction),
+        Some("comment_edit") => parse::<EditBody>(enc, frame)
+            .map(|b| ClientMessage::CommentEdit {
+                edit: b.edit,
+                client_msg_id: b.client_msg_id,
+            })
+            .ok_or(DecodeError::InvalidComment),
+        Some(kind @ ("comment_delete" | "comment_resolve" | "comment_reopen")) => {
+            parse::<CommentIdBody>(enc, frame)
+                .map(|b| {
+                    let (comment_id, client_msg_id) = (b.comment_id, b.client_msg_id);
+                    match kind {
+                        "comment_delete" => ClientMessage::CommentDelete {
+                            comment_id,
+                            client_msg_id,
+                        },
+                        "comment_resolve" => ClientMessage::CommentResolve {
+                            comment_id,
+                            client_msg_id,
+                        },
+                        _ => ClientMessage::CommentReopen {
+                            comment_id,
+                            client_msg_id,
+                        },
+                    }
+                })
+                .ok_or(DecodeError::InvalidComment)
+        }
         Some("refresh_token") => parse::<RefreshTokenBody>(enc, frame)
             .map(|b| ClientMessage::RefreshToken { token: b.token })
             .ok_or(DecodeError::InvalidToken),
@@ -247,8 +299,10 @@ mod tests {
                 timestamp: Some(42.5),
                 created: "2026-11-22T10:00:00Z".into(),
                 prev_id: Some(id - 1),
+                ..Default::default()
             },
             user_id: 3,
+            event: None,
         }
     }
 

@@ -18,10 +18,10 @@ pub mod strategy;
 #[cfg(test)]
 mod properties;
 
-pub use client::{ClientMessage, NewComment, NewReaction};
+pub use client::{ClientMessage, CommentEdit, NewComment, NewReaction};
 pub use codec::{DecodeError, Encoding};
-pub use model::{Comment, Feedback, Reaction};
-pub use server::{CommentAck, InitialState, ServerMessage};
+pub use model::{Comment, EventMeta, Feedback, Reaction, ReactionCount};
+pub use server::{Ack, CommentAck, InitialState, ServerMessage};
 
 /// Ids are the store's 64-bit integer keys, the same numbers the product's REST
 /// API has always used.
@@ -33,3 +33,6 @@ pub type FeedbackId = i64;
 /// Comment ids increase strictly with insertion order within one store, which is
 /// what lets a reconnecting client ask for "everything after id N".
 pub type CommentId = i64;
+/// A project's event number (see [`EventMeta`]): 1, 2, 3, … per project,
+/// with no hole, in commit order; `0` stands for "before the first event".
+pub type Seq = i64;
