@@ -195,27 +195,24 @@ impl Store {
                 }
                 link.push(")");
                 link.build().execute(&mut *tx).await?;
-                for project in &projects {
-                    let mut rows: Vec<&CommentRow> =
-                        inserted.iter().filter(|r| r.project_id == *project).collect();
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    rows.sort_unstable_by_key(|r| r.id);
-                    let events: Vec<NewEvent<'_>> = rows
-                        .iter()
-                        .map(|r| NewEvent {
-                            kind: EventKind::CommentAdded,
-                            actor: r.user_id,
-                            comment: Some(r.id),
-                            feedback: Some(r.feedback_id),
-                            detail: None,
-                            key: None,
-                        })
-                        .collect();
-                    let metas = append_events!(tx, *project, &events, now);
-                    metas_of.extend(rows.iter().map(|r| r.id).zip(metas));
-                }
+                // One event per new comment, numbered in id order within
+                // each project (ids and numbers then agree on the order).
+                let mut rows: Vec<&CommentRow> = inserted.iter().collect();
+                rows.sort_unstable_by_key(|r| r.id);
+                let events: Vec<NewEvent<'_>> = rows
+                    .iter()
+                    .map(|r| NewEvent {
+                        project: r.project_id,
+                        kind: EventKind::CommentAdded,
+                        actor: r.user_id,
+                        comment: Some(r.id),
+                        feedback: Some(r.feedback_id),
+                        detail: None,
+                        key: None,
+                    })
+                    .collect();
+                let metas = append_events!(tx, &events, now);
+                metas_of.extend(rows.iter().map(|r| r.id).zip(metas));
             }
 
             let mut existing: Vec<CommentRow> = Vec::new();
