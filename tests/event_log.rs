@@ -489,6 +489,37 @@ async fn the_log_threads_versions_and_open_history_are_readable_over_rest() {
     assert_eq!(last["type"], "comment_edited");
     assert_eq!(last["comment"]["text"], "root, edited twice");
 
+    // A fresh socket's initial_state carries the same counts.
+    let (_fresh, state) = server.join(f.project.id, f.editor2.id).await;
+    let shown = state.comments.iter().find(|c| c.id == root).unwrap();
+    assert_eq!(shown.reply_count, 1);
+    assert_eq!(
+        shown
+            .reactions
+            .iter()
+            .map(|r| (r.emoji.as_str(), r.count))
+            .collect::<Vec<_>>(),
+        vec![("👍", 1)]
+    );
+
+    // A deleted root stays as a tombstone with its replies.
+    a.send(&ClientMessage::CommentDelete {
+        comment_id: root,
+        client_msg_id: Some("d".into()),
+    })
+    .await;
+    expect_ack(&mut a, "comment_delete", Some("d")).await;
+    let thread = editor.get(&format!("/comments/{root}/thread")).await;
+    assert_eq!(thread.body["root"]["text"], "");
+    assert!(thread.body["root"]["deleted_at"].is_string());
+    assert_eq!(thread.body["replies"][0]["id"], reply_id);
+    let versions = editor.get(&format!("/comments/{root}/versions")).await;
+    assert_eq!(
+        versions.body["versions"],
+        json!([]),
+        "the old text went with it"
+    );
+
     // Outsiders get 404 everywhere, as for things that do not exist.
     let outsider = Api::new(&server).as_token(&server.token(f.outsider.id));
     for path in [
@@ -499,4 +530,25 @@ async fn the_log_threads_versions_and_open_history_are_readable_over_rest() {
     ] {
         assert_eq!(outsider.get(&path).await.status, 404, "{path}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comment_changes_have_their_own_quota_and_refusals_name_the_command() {
+    let server = TestServer::spawn_with(&["--limit-comment-change", "2"]).await;
+    let f = server.fixture().await;
+    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
+    let id = add_comment(&mut a, f.feedback[0], "quota", "c").await;
+    a.send(&edit(id, "one", "e1")).await;
+    expect_ack(&mut a, "comment_edit", Some("e1")).await;
+    a.send(&ClientMessage::CommentResolve {
+        comment_id: id,
+        client_msg_id: Some("r1".into()),
+    })
+    .await;
+    expect_ack(&mut a, "comment_resolve", Some("r1")).await;
+    a.send(&edit(id, "three", "e3")).await;
+    expect_error(&mut a, "Rate limit exceeded", Some("e3")).await;
+    // Reactions have their own quota, untouched.
+    a.send(&reaction(id, true, "x")).await;
+    expect_ack(&mut a, "reaction_add", Some("x")).await;
 }
