@@ -1,5 +1,8 @@
-//! Comments and reactions: the batched, idempotent comment insert the
-//! hub's persister uses, and the history reads.
+//! Comments: the batched, idempotent insert the hub's persister uses (each
+//! new comment one event of its project's log), the reads of the newest
+//! comments, the gap feed, threads and earlier versions, and the reply and
+//! reaction counts history shows. Changes to stored comments are in
+//! [`changes`](super::changes).
 
 use std::collections::HashMap;
 
