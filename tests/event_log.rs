@@ -338,6 +338,27 @@ async fn a_client_back_from_away_replays_every_event_it_missed_then_goes_live() 
     assert_eq!(live.seq(), Some(held + 7));
     assert!(matches!(live, ServerMessage::Comment { comment, .. } if comment.id == next));
 
+    // A resume by comment id tells the log position its comments reflect.
+    let url = format!(
+        "{}&since={kept}",
+        server.ws_url(f.project.id, &server.token(f.editor2.id))
+    );
+    let mut by_id = Client::connect(&url, Encoding::Json).await;
+    let ServerMessage::InitialState(by_id_state) = by_id.next().await else {
+        panic!("expected initial_state")
+    };
+    assert_eq!(by_id_state.last_seq, Some(held + 7));
+    let texts: Vec<&str> = by_id_state
+        .comments
+        .iter()
+        .map(|c| c.text.as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        vec!["", "after"],
+        "the withdrawn comment as a tombstone, then the new one"
+    );
+
     // A resume from the future is clamped to the newest event.
     let (_c, clamped) = resume(&server, f.project.id, f.editor2.id, 1_000_000).await;
     assert_eq!(clamped.resumed_from_seq, Some(held + 7));

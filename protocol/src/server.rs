@@ -163,8 +163,13 @@ pub struct InitialState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_complete: Option<bool>,
     /// The number of the project's newest event this state reflects (`0`:
-    /// none yet). Live events that follow all have a larger `seq`; resume
-    /// from the newest `seq` held with `?since_seq=`.
+    /// none yet), read in one snapshot with `comments` and their counts.
+    /// After a resume by event number every live event that follows has a
+    /// larger `seq`. After a plain join or a resume by comment id, live
+    /// events committed while the socket joined may still arrive with a
+    /// `seq` up to `last_seq` (already reflected in `comments`; clients
+    /// tracking the log skip them). Resume from the newest `seq` held with
+    /// `?since_seq=`. Absent only while a resume by comment id is capped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<Seq>,
     /// The `since_seq` the client resumed from, if it asked for a resume by

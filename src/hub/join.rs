@@ -46,8 +46,8 @@ pub struct Joined {
     /// The newest comment id the client holds once it has read `state`:
     /// live comments up to it are already in the state.
     pub watermark: Option<CommentId>,
-    /// The newest event the state reflects: live events up to it are
-    /// already in the state. `None` when unknown (a resume by comment id).
+    /// For a resume by event number, the newest event it replayed: live
+    /// events up to it are already in the state and are not sent again.
     pub seq_watermark: Option<Seq>,
 }
 
@@ -131,10 +131,18 @@ impl Hub {
             }
         };
         inner.metrics.messages_out("initial_state", 1);
+        // Only a resume by event number holds the whole log up to its
+        // `last_seq`, so only then are live events up to it held back. A
+        // plain join or a resume by comment id reflects its comments (and
+        // their counts) up to `last_seq`, not every entity of the project:
+        // live events in the window between joining and reading still go
+        // out (as they always did), and a client that tracks the log skips
+        // those numbered up to `last_seq` itself.
+        let seq_watermark = since_seq.and(read.seq);
         Ok(Joined {
             room,
             watermark: read.last_comment_id,
-            seq_watermark: read.seq,
+            seq_watermark,
             state: InitialState {
                 project_id: project,
                 comments: read.comments,
@@ -204,15 +212,17 @@ impl Hub {
         })
     }
 
-    /// The comments after `since` for a resume (with their counts), whether
-    /// that is all of them, and the `since` actually used (clamped to the
-    /// newest comment).
+    /// The comments after `since` for a resume, with their counts and the
+    /// log position they reflect (one snapshot), whether that is all of
+    /// them, and the `since` actually used (clamped to the newest comment).
     async fn resume(&self, project: ProjectId, since: CommentId) -> Result<Read, StoreError> {
         let store = &self.inner.store;
         let limits = self.inner.resume;
         let max = limits.max_comments.max(1);
         let mut since = since;
-        let mut comments = store.comments_since(project, since, max + 1).await?;
+        let (mut comments, mut last_seq) = store
+            .comments_since_with_seq(project, since, max + 1)
+            .await?;
         if comments.is_empty() {
             let newest = store.newest_comment_id(project).await?.unwrap_or(0);
             if newest < since {
@@ -220,7 +230,9 @@ impl Hub {
                 since = newest;
                 // Read again from the clamped id: whatever committed in
                 // between is then in this state, not below its watermark.
-                comments = store.comments_since(project, since, max + 1).await?;
+                (comments, last_seq) = store
+                    .comments_since_with_seq(project, since, max + 1)
+                    .await?;
             }
         }
         let mut complete = comments.len() <= max as usize;
@@ -230,11 +242,14 @@ impl Hub {
             comments.truncate(within);
             complete = false;
         }
-        let comments = store.with_counts(comments).await?;
+        // A capped answer reflects the log only up to its last comment,
+        // which the snapshot's number does not say: the client learns the
+        // log position from the resume that completes.
+        let seq = complete.then_some(last_seq);
         Ok(Read {
             last_comment_id: comments.last().map(|c| c.id).or(Some(since)),
             comments,
-            seq: None,
+            seq,
             resumed_from: Some(since),
             resumed_from_seq: None,
             complete: Some(complete),

@@ -323,6 +323,41 @@ impl Store {
         Ok(by_project)
     }
 
+    /// As [`comments_since`](Self::comments_since), with the comments'
+    /// reply and reaction counts and the number of the project's newest
+    /// event, all read in one snapshot (see [`latest_comments_of`](Self::latest_comments_of)):
+    /// what a resume by comment id shows.
+    pub async fn comments_since_with_seq(
+        &self,
+        project: ProjectId,
+        since: CommentId,
+        limit: u32,
+    ) -> Result<(Vec<Comment>, Seq), StoreError> {
+        let postgres = matches!(self, Store::Postgres(_));
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if postgres {
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let rows: Vec<CommentRow> = sqlx::query_as(concat!("SELECT ", comment_columns!(), " FROM comments WHERE project_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3"))
+                .bind(project)
+                .bind(since)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            let last_seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM projects WHERE id = $1")
+                .bind(project)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let mut comments: Vec<Comment> = rows.into_iter().map(CommentRow::into_wire).collect();
+            add_counts!(tx, &mut comments);
+            tx.commit().await?;
+            Ok((comments, last_seq.unwrap_or(0)))
+        })
+    }
+
     /// Sets the reply and reaction counts of `comments` (see
     /// [`Comment::reply_count`], [`Comment::reactions`]).
     pub async fn with_counts(
