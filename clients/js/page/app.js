@@ -390,22 +390,23 @@ async function projectView(projectId) {
       .sort((a, b) => (a.timestamp ?? Infinity) - (b.timestamp ?? Infinity) || a.id - b.id);
     const rows = shown.map((c) => commentRow(c));
     for (const w of session.waiting) {
-      if (w.comment.feedback_id !== selected) continue;
+      const wc = w.comment;
+      if (!wc || wc.feedback_id !== selected) continue;
       // The broadcast of one's own comment can arrive just before its ack:
       // show it once, as stored, in that moment.
       const landed = shown.some(
-        (c) => c.user_id === auth?.user.id && c.text === w.comment.text && Date.parse(c.created) >= w.created - 2_000,
+        (c) => c.user_id === auth?.user.id && c.text === wc.text && Date.parse(c.created) >= w.created - 2_000,
       );
       if (landed) continue;
       rows.push(
         el(
           'li',
           { class: 'comment pending', dataset: { clientMsgId: w.client_msg_id } },
-          el('span', { class: 'at' }, mmss(w.comment.timestamp)),
+          el('span', { class: 'at' }, mmss(wc.timestamp)),
           ' ',
           el('span', { class: 'author' }, nameOf(auth?.user.id ?? 0)),
           ' ',
-          el('span', { class: 'text' }, w.comment.text),
+          el('span', { class: 'text' }, wc.text),
           ' ',
           el('span', { class: 'badge' }, 'waiting to send'),
         ),
