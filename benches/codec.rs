@@ -23,6 +23,7 @@ fn comment(id: i64) -> Comment {
         timestamp: Some(42.5),
         created: "2026-11-22T10:00:00.123Z".into(),
         prev_id: None,
+        ..Default::default()
     }
 }
 
@@ -33,6 +34,12 @@ fn events() -> Vec<(&'static str, ServerMessage)> {
             ServerMessage::Comment {
                 comment: comment(1),
                 user_id: 1001,
+                event: Some(vridge_protocol::EventMeta {
+                    seq: 1041,
+                    prev_seq: 1040,
+                    actor_id: 1001,
+                    at: "2026-11-22T10:00:00.123Z".into(),
+                }),
             },
         ),
         (
@@ -60,6 +67,7 @@ fn events() -> Vec<(&'static str, ServerMessage)> {
                 last_comment_id: Some(20),
                 resumed_from: None,
                 resume_complete: None,
+                ..Default::default()
             }),
         ),
     ]
@@ -95,6 +103,7 @@ fn client_messages(c: &mut Criterion) {
             section: Some("intro".into()),
             security: None,
             timestamp: Some(42.5),
+            ..Default::default()
         },
         client_msg_id: Some("m-123".into()),
     };
@@ -116,6 +125,7 @@ fn batch_frames(c: &mut Criterion) {
             &ServerMessage::Comment {
                 comment: comment(1),
                 user_id: 1001,
+                event: None,
             },
         )
         .unwrap();

@@ -56,7 +56,7 @@ async fn seed(store: Store) -> Target {
         store,
         project: project.id,
         user: user.id,
-        feedback: feedback.id,
+        feedback: feedback.0.id,
     }
 }
 
@@ -72,9 +72,11 @@ fn requests(t: &Target, n: usize) -> Vec<CommentRequest> {
                 section: Some("intro".into()),
                 security: None,
                 timestamp: Some(12.5),
+                ..Default::default()
             })
             .expect("valid"),
             key: IdempotencyKey::from_client(None).expect("key"),
+            parent: None,
         })
         .collect()
 }

@@ -203,6 +203,11 @@ pub struct LimitsConfig {
     #[arg(long, env = "VRIDGE_LIMIT_REACTION_ADD", default_value_t = 20)]
     pub limit_reaction_add: u32,
 
+    /// comment_edit, comment_delete, comment_resolve and comment_reopen
+    /// messages per user per minute (one quota for the four).
+    #[arg(long, env = "VRIDGE_LIMIT_COMMENT_CHANGE", default_value_t = 30)]
+    pub limit_comment_change: u32,
+
     /// Any other message per user per minute (unknown or invalid ones count here).
     #[arg(long, env = "VRIDGE_LIMIT_OTHER", default_value_t = 100)]
     pub limit_other: u32,

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use vridge_protocol::NewComment;
+use vridge_protocol::{CommentEdit, NewComment};
 
 /// A project member's role, with the product's permission table:
 /// owner all; admin create/read/update/delete/invite; editor create/read/update;
@@ -40,6 +40,11 @@ impl Role {
     /// May delete and invite or remove members.
     pub fn can_manage(self) -> bool {
         self >= Role::Admin
+    }
+
+    /// May withdraw comments of other members (their authors always may).
+    pub fn can_delete_others(self) -> bool {
+        self.can_manage()
     }
 }
 
@@ -83,6 +88,10 @@ pub enum InvalidComment {
     Field(&'static str),
     #[error("timestamp must be a finite number of seconds >= 0")]
     Timestamp,
+    #[error(
+        "timestamp_end needs a timestamp, and start <= end, both within 0..={MAX_RANGE_SECONDS} seconds"
+    )]
+    Range,
     #[error(
         "client_msg_id must be 1..={MAX_CLIENT_MSG_ID_CHARS} characters without control characters"
     )]
@@ -130,10 +139,40 @@ impl ValidComment {
         if raw.timestamp.is_some_and(|t| !t.is_finite() || t < 0.0) {
             return Err(InvalidComment::Timestamp);
         }
+        if let Some(end) = raw.timestamp_end {
+            let in_range = |t: f64| t.is_finite() && (0.0..=MAX_RANGE_SECONDS).contains(&t);
+            match raw.timestamp {
+                Some(start) if in_range(start) && in_range(end) && start <= end => {}
+                _ => return Err(InvalidComment::Range),
+            }
+        }
         Ok(Self(raw))
     }
 
     pub fn inner(&self) -> &NewComment {
+        &self.0
+    }
+}
+
+/// The last second a range may cover: a day of footage.
+pub const MAX_RANGE_SECONDS: f64 = 86_400.0;
+
+/// A `comment_edit` whose fields passed the checks of a new comment's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidEdit(CommentEdit);
+
+impl ValidEdit {
+    pub fn parse(raw: CommentEdit) -> Result<Self, InvalidComment> {
+        ValidComment::parse(NewComment {
+            text: raw.text.clone(),
+            title: raw.title.clone(),
+            section: raw.section.clone(),
+            ..NewComment::default()
+        })?;
+        Ok(Self(raw))
+    }
+
+    pub fn inner(&self) -> &CommentEdit {
         &self.0
     }
 }
@@ -158,6 +197,13 @@ impl IdempotencyKey {
             }
             Some(k) => Ok(Self(format!("c-{k}"))),
         }
+    }
+
+    /// The key of a command other than `comment_add`: only a client's
+    /// `client_msg_id` is kept (a command without one is not retried by id;
+    /// its effect is idempotent by itself or it is a new change).
+    pub fn of_command(raw: Option<&str>) -> Result<Option<Self>, InvalidComment> {
+        raw.map(|k| Self::from_client(Some(k))).transpose()
     }
 
     pub fn as_str(&self) -> &str {
@@ -204,7 +250,28 @@ mod tests {
             section: None,
             security: None,
             timestamp: None,
+            ..NewComment::default()
         }
+    }
+
+    #[test]
+    fn a_range_needs_its_start_and_stays_within_a_day() {
+        let range = |start: Option<f64>, end: f64| {
+            ValidComment::parse(NewComment {
+                timestamp: start,
+                timestamp_end: Some(end),
+                ..raw("x")
+            })
+        };
+        assert!(range(Some(1.5), 1.5).is_ok());
+        assert!(range(Some(0.0), MAX_RANGE_SECONDS).is_ok());
+        assert_eq!(range(None, 3.0), Err(InvalidComment::Range));
+        assert_eq!(range(Some(4.0), 3.0), Err(InvalidComment::Range));
+        assert_eq!(
+            range(Some(1.0), MAX_RANGE_SECONDS + 0.5),
+            Err(InvalidComment::Range)
+        );
+        assert_eq!(range(Some(1.0), f64::INFINITY), Err(InvalidComment::Range));
     }
 
     #[test]

@@ -20,7 +20,11 @@ use crate::config::LimitsConfig;
 pub enum LimitedKind {
     CommentAdd,
     Typing,
+    /// `reaction_add` and `reaction_remove`: one quota, so toggling a
+    /// reaction costs the same as adding one.
     ReactionAdd,
+    /// `comment_edit`, `comment_delete`, `comment_resolve`, `comment_reopen`.
+    CommentChange,
     Other,
     /// A REST write other than a comment (projects, members, feedback,
     /// token refresh and sign-out).
@@ -32,7 +36,10 @@ impl LimitedKind {
         match message_type {
             "comment_add" => LimitedKind::CommentAdd,
             "typing_indicator" => LimitedKind::Typing,
-            "reaction_add" => LimitedKind::ReactionAdd,
+            "reaction_add" | "reaction_remove" => LimitedKind::ReactionAdd,
+            "comment_edit" | "comment_delete" | "comment_resolve" | "comment_reopen" => {
+                LimitedKind::CommentChange
+            }
             _ => LimitedKind::Other,
         }
     }
@@ -41,7 +48,7 @@ impl LimitedKind {
 /// One keyed limiter per kind, and one per address for upgrades; `None`
 /// when limits are lifted.
 pub struct RateLimits {
-    limiters: Option<[DefaultKeyedRateLimiter<UserId>; 5]>,
+    limiters: Option<[DefaultKeyedRateLimiter<UserId>; 6]>,
     upgrades: Option<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
 }
@@ -76,6 +83,7 @@ impl RateLimits {
                 RateLimiter::keyed(per_minute(config.limit_reaction_add)),
                 RateLimiter::keyed(per_minute(config.limit_other)),
                 RateLimiter::keyed(per_minute(config.limit_rest_write)),
+                RateLimiter::keyed(per_minute(config.limit_comment_change)),
             ]),
             upgrades: Some(RateLimiter::keyed(per_minute(config.limit_upgrades_per_ip))),
             clock,
@@ -98,6 +106,7 @@ impl RateLimits {
             LimitedKind::ReactionAdd => 2,
             LimitedKind::Other => 3,
             LimitedKind::RestWrite => 4,
+            LimitedKind::CommentChange => 5,
         };
         limiters[i]
             .check_key(&user)
@@ -161,6 +170,17 @@ mod tests {
             limits.allow(1, LimitedKind::Typing),
             "another kind has its own quota"
         );
+    }
+
+    #[test]
+    fn comment_changes_share_one_quota_and_reaction_removal_the_reactions() {
+        let limits = RateLimits::from_config(&config(&["--limit-comment-change", "2"]));
+        assert_eq!(LimitedKind::of("comment_edit"), LimitedKind::CommentChange);
+        assert_eq!(LimitedKind::of("reaction_remove"), LimitedKind::ReactionAdd);
+        assert!(limits.allow(1, LimitedKind::of("comment_edit")));
+        assert!(limits.allow(1, LimitedKind::of("comment_resolve")));
+        assert!(!limits.allow(1, LimitedKind::of("comment_delete")));
+        assert!(limits.allow(1, LimitedKind::of("comment_add")));
     }
 
     #[test]

@@ -11,16 +11,18 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use vridge_protocol::{CommentId, Encoding, close};
+use vridge_protocol::{CommentId, Encoding, Seq, close};
 
 use crate::metrics::Metrics;
 
-/// One encoded event. `comment_id` lets the [`Inbox`] drop live comments
-/// that the `initial_state` sent first already contained.
-#[derive(Debug, Clone)]
+/// One encoded event. `comment_id` and `seq` let the [`Inbox`] drop live
+/// events that the `initial_state` sent first already reflected.
+#[derive(Debug, Clone, Default)]
 pub struct OutFrame {
     pub bytes: Bytes,
     pub comment_id: Option<CommentId>,
+    /// The event's number in its project's log, for durable events.
+    pub seq: Option<Seq>,
 }
 
 /// Asks a connection to close with a code; the first code asked for wins.
@@ -176,6 +178,7 @@ impl Outbox {
             Inbox {
                 queue,
                 watermark: None,
+                seq_watermark: None,
             },
             closer,
         )
@@ -224,6 +227,7 @@ impl Outbox {
             Ok(bytes) => self.offer(OutFrame {
                 bytes,
                 comment_id: None,
+                seq: None,
             }),
             Err(e) => {
                 tracing::error!(error = %e, "encoding a server message failed");
@@ -247,6 +251,9 @@ pub struct Inbox {
     /// before the writer starts; comments queued by the room before the
     /// state was read are what it filters.
     watermark: Option<CommentId>,
+    /// Events numbered up to this were reflected in that `initial_state`
+    /// (set the same way).
+    seq_watermark: Option<Seq>,
 }
 
 impl Inbox {
@@ -255,12 +262,18 @@ impl Inbox {
         self.watermark = mark;
     }
 
+    /// Skips live events numbered up to `mark` from now on.
+    pub fn set_seq_watermark(&mut self, mark: Option<Seq>) {
+        self.seq_watermark = mark;
+    }
+
     /// Whether a frame is still news to the client.
     fn wanted(&self, frame: &OutFrame) -> bool {
-        match (self.watermark, frame.comment_id) {
-            (Some(mark), Some(id)) => id > mark,
-            _ => true,
-        }
+        let old_comment =
+            matches!((self.watermark, frame.comment_id), (Some(mark), Some(id)) if id <= mark);
+        let old_event =
+            matches!((self.seq_watermark, frame.seq), (Some(mark), Some(seq)) if seq <= mark);
+        !(old_comment || old_event)
     }
 
     /// Waits for queued frames and moves up to `limit` of them into `buf`.
@@ -344,6 +357,7 @@ mod tests {
         let frame = || OutFrame {
             bytes: Bytes::from_static(b"{}"),
             comment_id: None,
+            ..Default::default()
         };
         assert!(outbox.offer(frame()));
         assert!(outbox.offer(frame()));
@@ -363,6 +377,7 @@ mod tests {
         OutFrame {
             bytes: Bytes::from_static(b"{}"),
             comment_id: Some(id),
+            ..Default::default()
         }
     }
 
@@ -422,6 +437,7 @@ mod tests {
         assert!(outbox.offer(OutFrame {
             bytes: Bytes::from_static(b"{}"),
             comment_id: None,
+            ..Default::default()
         }));
         let mut got = Vec::new();
         assert_eq!(inbox.recv_many(&mut got, 2).await, 1);

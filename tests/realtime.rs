@@ -398,12 +398,16 @@ async fn reactions_are_stored_once_and_broadcast() {
             comment_id: ack.comment_id,
             emoji: "👍".into(),
         },
+        client_msg_id: None,
     };
     b.send(&react).await;
     let got = a
         .expect(|m| matches!(m, ServerMessage::Reaction { .. }))
         .await;
-    let ServerMessage::Reaction { reaction, user_id } = got else {
+    let ServerMessage::Reaction {
+        reaction, user_id, ..
+    } = got
+    else {
         unreachable!()
     };
     assert_eq!(
@@ -420,6 +424,7 @@ async fn reactions_are_stored_once_and_broadcast() {
             comment_id: 987_654,
             emoji: "👍".into(),
         },
+        client_msg_id: None,
     })
     .await;
     assert_eq!(

@@ -36,7 +36,10 @@ async fn a_rest_comment_reaches_the_sockets_and_a_retry_returns_the_same_comment
     assert_eq!(first.body["text"], "from REST");
     assert_eq!(first.body["user_id"], f.editor.id);
     assert_eq!(first.body["timestamp"], 12.5);
-    let ServerMessage::Comment { comment, user_id } = watcher.expect(is_comment).await else {
+    let ServerMessage::Comment {
+        comment, user_id, ..
+    } = watcher.expect(is_comment).await
+    else {
         unreachable!()
     };
     assert_eq!(comment.id, first.body["id"].as_i64().unwrap());

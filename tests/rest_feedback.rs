@@ -41,7 +41,7 @@ async fn list_filters_by_status_and_priority_and_counts_everything() {
     assert_eq!(all.body["results"].as_array().unwrap().len(), 3);
     assert_eq!(
         all.body["stats"],
-        json!({"total": 3, "open": 1, "in_progress": 1, "resolved": 1})
+        json!({"total": 3, "open": 1, "in_progress": 1, "resolved": 1, "closed": 0})
     );
     assert_eq!(all.body["results"][0]["title"], "Too dark", "newest first");
 
@@ -57,8 +57,11 @@ async fn list_filters_by_status_and_priority_and_counts_everything() {
         .await;
     assert_eq!(both.body["results"][0]["id"], f.feedback[1]);
 
+    let closed = viewer.get(&format!("{path}?status=closed")).await;
+    assert_eq!(closed.status, StatusCode::OK, "closed is a status now");
+    assert!(closed.body["results"].as_array().unwrap().is_empty());
     assert_eq!(
-        viewer.get(&format!("{path}?status=closed")).await.status,
+        viewer.get(&format!("{path}?status=done")).await.status,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     let outsider = Api::new(&server).as_token(&server.token(f.outsider.id));
@@ -120,7 +123,7 @@ async fn creating_feedback_reaches_the_projects_sockets() {
     let event = watcher
         .expect(|m| matches!(m, ServerMessage::FeedbackCreated { .. }))
         .await;
-    let ServerMessage::FeedbackCreated { feedback } = event else {
+    let ServerMessage::FeedbackCreated { feedback, .. } = event else {
         unreachable!()
     };
     assert_eq!(feedback.id, created.body["id"].as_i64().unwrap());
@@ -185,14 +188,23 @@ async fn changing_status_reaches_the_projects_sockets() {
     let event = watcher
         .expect(|m| matches!(m, ServerMessage::StatusChanged { .. }))
         .await;
+    let ServerMessage::StatusChanged {
+        feedback_id,
+        status,
+        priority,
+        user_id,
+        event: Some(logged),
+    } = event
+    else {
+        panic!("expected a logged status change, got {event:?}");
+    };
     assert_eq!(
-        event,
-        ServerMessage::StatusChanged {
-            feedback_id: f.feedback[1],
-            status: "resolved".into(),
-            priority: "high".into(),
-            user_id: f.editor.id,
-        }
+        (feedback_id, status.as_str(), priority.as_str(), user_id),
+        (f.feedback[1], "resolved", "high", f.editor.id)
+    );
+    assert_eq!(
+        (logged.prev_seq, logged.actor_id),
+        (logged.seq - 1, f.editor.id)
     );
     // Only the priority: the status is kept.
     let r = editor.patch(&path, json!({"priority": "low"})).await;

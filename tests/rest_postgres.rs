@@ -137,7 +137,7 @@ async fn the_rest_surface_works_on_postgres_and_listing_costs_two_statements() {
     assert_eq!(list.body["results"].as_array().unwrap().len(), 1);
     assert_eq!(
         list.body["stats"],
-        json!({"total": 1, "open": 0, "in_progress": 1, "resolved": 0})
+        json!({"total": 1, "open": 0, "in_progress": 1, "resolved": 0, "closed": 0})
     );
     let mut comment_ids = Vec::new();
     for i in 0..3 {

@@ -99,7 +99,7 @@ async fn list_counts_members_and_open_and_total_feedback_per_project() {
             .unwrap();
     }
     store
-        .update_feedback(f.feedback[0], Some("resolved"), None)
+        .update_feedback(f.feedback[0], f.owner.id, Some("resolved"), None)
         .await
         .unwrap();
     let api = Api::new(&server).as_token(&server.token(f.owner.id));

@@ -31,6 +31,9 @@ const ROUTES: &[&str] = &[
     "PATCH /feedback/item/{feedback_id}",
     "GET /feedback/item/{feedback_id}/comments",
     "POST /feedback/item/{feedback_id}/comments",
+    "GET /comments/{comment_id}/thread",
+    "GET /comments/{comment_id}/versions",
+    "GET /projects/{project_id}/events",
 ];
 
 #[tokio::test]

@@ -83,12 +83,16 @@ async fn typing_reactions_and_rest_events_cross_nodes() {
             comment_id: comment.id,
             emoji: "👍".into(),
         },
+        client_msg_id: None,
     })
     .await;
     let reaction = a
         .expect(|m| matches!(m, ServerMessage::Reaction { .. }))
         .await;
-    let ServerMessage::Reaction { reaction, user_id } = reaction else {
+    let ServerMessage::Reaction {
+        reaction, user_id, ..
+    } = reaction
+    else {
         unreachable!()
     };
     assert_eq!((reaction.comment_id, user_id), (comment.id, f.editor2.id));
@@ -103,6 +107,7 @@ async fn typing_reactions_and_rest_events_cross_nodes() {
                 status: "resolved".into(),
                 priority: "high".into(),
                 user_id: f.owner.id,
+                event: None,
             },
         )
         .await;
@@ -367,7 +372,7 @@ async fn rest_writes_on_one_node_reach_sockets_on_the_other() {
         )
         .await;
     assert_eq!(created.status, 201);
-    let ServerMessage::FeedbackCreated { feedback } = watcher
+    let ServerMessage::FeedbackCreated { feedback, .. } = watcher
         .expect(|m| matches!(m, ServerMessage::FeedbackCreated { .. }))
         .await
     else {
@@ -460,6 +465,65 @@ async fn members_on_both_nodes_receive_the_commit_order_and_resume_from_any_poin
         };
         let got: Vec<i64> = state.comments.iter().map(|c| c.id).collect();
         assert_eq!(got, stored_ids[k + 1..], "resume from {since}");
+        assert_eq!(state.resume_complete, Some(true));
+    }
+}
+
+/// Events made on two nodes at once reach watchers on both nodes as one
+/// log: every `seq` once, in order, with no hole; and a client resuming by
+/// `seq` on either node replays exactly what the watchers saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_from_two_nodes_arrive_as_one_gapless_log_everywhere() {
+    let cluster = Cluster::start(2, NO_LIMITS).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let (mut a, start) = n0.join(f.project.id, f.editor.id).await;
+    let (mut b, _) = n1.join(f.project.id, f.editor2.id).await;
+    let (mut w0, _) = n0.join(f.project.id, f.viewer.id).await;
+    let (mut w1, _) = n1.join(f.project.id, f.owner.id).await;
+    a.send(&comment_add(f.feedback[0], "target", Some("t")))
+        .await;
+    let ServerMessage::CommentAck(target) = a.expect(is_ack).await else {
+        unreachable!()
+    };
+    // Comments from node 0 and reactions from node 1, sent without waiting.
+    const EACH: usize = 20;
+    for i in 0..EACH {
+        a.send(&comment_add(f.feedback[0], &format!("a{i}"), None))
+            .await;
+        b.send(&ClientMessage::ReactionAdd {
+            reaction: NewReaction {
+                comment_id: target.comment_id,
+                emoji: format!("e{i}"),
+            },
+            client_msg_id: None,
+        })
+        .await;
+    }
+    let first = start.last_seq.unwrap() + 1;
+    let last = first + EACH as i64 * 2;
+    let mut logs = Vec::new();
+    for watcher in [&mut w0, &mut w1] {
+        let mut seqs = Vec::new();
+        while seqs.last() != Some(&last) {
+            let msg = watcher.expect(|m| m.event().is_some()).await;
+            seqs.push(msg.seq().unwrap());
+        }
+        assert_eq!(seqs, (first..=last).collect::<Vec<i64>>());
+        logs.push(seqs);
+    }
+    for node in [n0, n1] {
+        let url = format!(
+            "{}&since_seq={}",
+            node.ws_url(f.project.id, &node.token(f.editor2.id)),
+            first - 1
+        );
+        let mut c = Client::connect(&url, vridge_protocol::Encoding::Json).await;
+        let ServerMessage::InitialState(state) = c.next().await else {
+            panic!("expected initial_state")
+        };
+        let replayed: Vec<i64> = state.events.iter().filter_map(ServerMessage::seq).collect();
+        assert_eq!(replayed, logs[0]);
         assert_eq!(state.resume_complete, Some(true));
     }
 }

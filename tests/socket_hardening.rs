@@ -86,6 +86,7 @@ async fn nul_in_a_socket_comment_is_refused_and_never_fails_another_users_commen
                 comment_id: some_comment,
                 emoji: "\0".into(),
             },
+            client_msg_id: None,
         })
         .await;
     assert_eq!(
@@ -138,9 +139,11 @@ async fn a_row_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_sto
                 section: None,
                 security: None,
                 timestamp: None,
+                ..Default::default()
             })
             .unwrap(),
             key: IdempotencyKey::from_client(Some(&format!("k{i}"))).unwrap(),
+            parent: None,
         };
         let persister = server.state.persister.clone();
         waits.push(tokio::spawn(async move { persister.store(request).await }));
@@ -447,9 +450,11 @@ async fn a_resume_large_in_bytes_is_capped_and_completes_in_steps() {
                 section: None,
                 security: None,
                 timestamp: None,
+                ..Default::default()
             })
             .unwrap(),
             key: IdempotencyKey::from_client(Some(&format!("big{i}"))).unwrap(),
+            parent: None,
         })
         .collect();
     server.state.store.insert_comments(&requests).await.unwrap();

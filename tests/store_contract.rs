@@ -7,9 +7,12 @@ mod common;
 use std::sync::Arc;
 
 use common::services::TestDatabase;
-use vridge_protocol::NewComment;
-use vridge_realtime::domain::{Emoji, IdempotencyKey, Role, ValidComment};
-use vridge_realtime::store::{CommentRequest, NewFeedback, NewUser, Store, StoreError};
+use vridge_protocol::{CommentEdit, NewComment, ServerMessage};
+use vridge_realtime::domain::{Emoji, IdempotencyKey, Role, ValidComment, ValidEdit};
+use vridge_realtime::store::{
+    ChangeError, ChangeOutcome, ChangeRequest, CommentChange, CommentRequest, NewFeedback, NewUser,
+    Store, StoreError,
+};
 
 /// A store on a fresh database, and what keeps that database alive.
 struct Fresh {
@@ -64,6 +67,9 @@ contract!(
     latest_comments_are_the_newest_oldest_first,
     comments_since_is_exclusive_ordered_limited_and_per_project,
     a_reaction_is_stored_once_per_comment_user_and_emoji,
+    every_change_is_one_event_numbered_without_holes_per_project,
+    changes_follow_authorship_and_a_keyed_retry_is_one_event,
+    replies_form_one_level_threads,
     member_role_answers_members_only,
     member_roles_answers_many_pairs_at_once_as_member_role_does,
     latest_comments_of_answers_many_projects_at_once_as_latest_comments_does,
@@ -124,6 +130,7 @@ async fn new_feedback(store: &Store, project: i64, user: i64) -> i64 {
         })
         .await
         .unwrap()
+        .0
         .id
 }
 
@@ -148,9 +155,11 @@ fn request_in(
             section: None,
             security: None,
             timestamp: Some(1.25),
+            ..Default::default()
         })
         .unwrap(),
         key: IdempotencyKey::from_client(key).unwrap(),
+        parent: None,
     }
 }
 
@@ -295,10 +304,34 @@ async fn comments_since_is_exclusive_ordered_limited_and_per_project(store: &Sto
         10
     );
     assert_eq!(
-        store.comment_project(ids[0]).await.unwrap(),
+        store
+            .comment_ref(ids[0])
+            .await
+            .unwrap()
+            .map(|r| r.project_id),
         Some(w.project)
     );
-    assert_eq!(store.comment_project(i64::MAX).await.unwrap(), None);
+    assert_eq!(store.comment_ref(i64::MAX).await.unwrap(), None);
+}
+
+/// One change by `actor` (with `role`) to comment `id` of the world's project.
+fn change(w: &World, actor: i64, role: Role, id: i64, change: CommentChange) -> ChangeRequest {
+    ChangeRequest {
+        project: w.project,
+        actor,
+        role,
+        comment: id,
+        change,
+        key: None,
+    }
+}
+
+/// The event number of an applied change.
+fn applied_seq(outcome: Result<ChangeOutcome, ChangeError>) -> i64 {
+    match outcome {
+        Ok(ChangeOutcome::Applied(msg)) => msg.seq().expect("an applied change is an event"),
+        other => panic!("expected an applied change, got {other:?}"),
+    }
 }
 
 async fn a_reaction_is_stored_once_per_comment_user_and_emoji(store: &Store) {
@@ -309,43 +342,428 @@ async fn a_reaction_is_stored_once_per_comment_user_and_emoji(store: &Store) {
         .unwrap()[0]
         .comment
         .id;
-    let thumbs = Emoji::parse("👍").unwrap();
-    let heart = Emoji::parse("❤️").unwrap();
-    let first = store.add_reaction(c, w.users[1], &thumbs).await.unwrap();
-    let reaction = first.expect("stored");
+    let thumbs = || CommentChange::React(Emoji::parse("👍").unwrap());
+    let heart = CommentChange::React(Emoji::parse("❤️").unwrap());
+    let first = store
+        .change_comment(&change(&w, w.users[1], Role::Editor, c, thumbs()))
+        .await
+        .unwrap();
+    let ChangeOutcome::Applied(first) = first else {
+        panic!("expected a reaction, got {first:?}");
+    };
+    let ServerMessage::Reaction {
+        reaction, user_id, ..
+    } = *first
+    else {
+        panic!("expected a reaction, got {first:?}");
+    };
     assert_eq!(
         (
             reaction.comment_id,
             reaction.user_id,
-            reaction.emoji.as_str()
+            reaction.emoji.as_str(),
+            user_id
         ),
-        (c, w.users[1], "👍")
+        (c, w.users[1], "👍", w.users[1])
     );
     assert_eq!(
-        store.add_reaction(c, w.users[1], &thumbs).await.unwrap(),
-        None
+        store
+            .change_comment(&change(&w, w.users[1], Role::Editor, c, thumbs()))
+            .await
+            .unwrap(),
+        ChangeOutcome::Unchanged,
+        "the same reaction again changes nothing"
+    );
+    applied_seq(
+        store
+            .change_comment(&change(&w, w.users[1], Role::Editor, c, heart))
+            .await,
+    );
+    applied_seq(
+        store
+            .change_comment(&change(&w, w.users[0], Role::Owner, c, thumbs()))
+            .await,
+    );
+    // A reaction to a comment that does not exist, or of another project, is refused.
+    assert!(matches!(
+        store
+            .change_comment(&change(&w, w.users[0], Role::Owner, i64::MAX, thumbs()))
+            .await,
+        Err(ChangeError::NotFound)
+    ));
+    let counts = store
+        .with_counts(store.comments_since(w.project, 0, 10).await.unwrap())
+        .await
+        .unwrap();
+    let counts: Vec<(String, u32)> = counts[0]
+        .reactions
+        .iter()
+        .map(|r| (r.emoji.clone(), r.count))
+        .collect();
+    assert_eq!(counts, vec![("❤️".into(), 1), ("👍".into(), 2)]);
+    let unreact = CommentChange::Unreact(Emoji::parse("👍").unwrap());
+    applied_seq(
+        store
+            .change_comment(&change(&w, w.users[1], Role::Editor, c, unreact.clone()))
+            .await,
+    );
+    assert_eq!(
+        store
+            .change_comment(&change(&w, w.users[1], Role::Editor, c, unreact))
+            .await
+            .unwrap(),
+        ChangeOutcome::Unchanged,
+        "only one's own reaction, and only once"
+    );
+}
+
+/// Every durable change is one event, numbered 1, 2, 3, … per project with
+/// no hole, whatever its kind; a replay reads them back in order, showing
+/// each entity as it is now.
+async fn every_change_is_one_event_numbered_without_holes_per_project(store: &Store) {
+    let w = world(store).await;
+    // `world` created one feedback item in each project: event 1 of each.
+    assert_eq!(store.last_seq(w.project).await.unwrap(), Some(1));
+    assert_eq!(store.last_seq(w.other_project).await.unwrap(), Some(1));
+    let out = store
+        .insert_comments(&[
+            request(&w, w.users[0], "one", None),
+            request(&w, w.users[1], "two", None),
+            request_in(
+                w.other_project,
+                w.other_feedback,
+                w.users[0],
+                "elsewhere",
+                None,
+            ),
+        ])
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = out.iter().map(|o| o.event.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, vec![2, 3, 2]);
+    let (first, second) = (out[0].comment.id, out[1].comment.id);
+    let edit = ValidEdit::parse(CommentEdit {
+        comment_id: first,
+        text: "one, corrected".into(),
+        title: None,
+        section: None,
+    })
+    .unwrap();
+    assert_eq!(
+        applied_seq(
+            store
+                .change_comment(&change(
+                    &w,
+                    w.users[0],
+                    Role::Owner,
+                    first,
+                    CommentChange::Edit(edit)
+                ))
+                .await
+        ),
+        4
+    );
+    assert_eq!(
+        applied_seq(
+            store
+                .change_comment(&change(
+                    &w,
+                    w.users[1],
+                    Role::Editor,
+                    second,
+                    CommentChange::Resolve
+                ))
+                .await
+        ),
+        5
+    );
+    let (_, status) = store
+        .update_feedback(w.feedback, w.users[1], Some("closed"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.seq, 6);
+    assert_eq!(
+        applied_seq(
+            store
+                .change_comment(&change(
+                    &w,
+                    w.users[1],
+                    Role::Editor,
+                    second,
+                    CommentChange::Delete
+                ))
+                .await
+        ),
+        7
+    );
+    assert_eq!(store.last_seq(w.project).await.unwrap(), Some(7));
+
+    let page = store.events_since(w.project, 0, 100).await.unwrap();
+    assert!(!page.more);
+    let kinds: Vec<(i64, i64, &str)> = page
+        .events
+        .iter()
+        .map(|m| {
+            let e = m.event().unwrap();
+            let kind = match m {
+                ServerMessage::FeedbackCreated { .. } => "feedback_created",
+                ServerMessage::Comment { .. } => "comment",
+                ServerMessage::CommentEdited { .. } => "comment_edited",
+                ServerMessage::CommentResolved { .. } => "comment_resolved",
+                ServerMessage::StatusChanged { .. } => "status_changed",
+                ServerMessage::CommentDeleted { .. } => "comment_deleted",
+                _ => "other",
+            };
+            (e.seq, e.prev_seq, kind)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (1, 0, "feedback_created"),
+            (2, 1, "comment"),
+            (3, 2, "comment"),
+            (4, 3, "comment_edited"),
+            (5, 4, "comment_resolved"),
+            (6, 5, "status_changed"),
+            (7, 6, "comment_deleted"),
+        ]
+    );
+    // Entities as they are now: the first comment's `comment` event shows
+    // its edit; the deleted one's text is gone from every event of it.
+    let ServerMessage::Comment { comment, .. } = &page.events[1] else {
+        unreachable!()
+    };
+    assert_eq!(comment.text, "one, corrected");
+    assert!(comment.edited_at.is_some());
+    for m in &page.events[2..] {
+        if let ServerMessage::Comment { comment, .. }
+        | ServerMessage::CommentResolved { comment, .. }
+        | ServerMessage::CommentDeleted { comment, .. } = m
+            && comment.id == second
+        {
+            assert_eq!(comment.text, "", "a deleted comment's text is gone");
+            assert!(comment.deleted_at.is_some());
+        }
+    }
+    let ServerMessage::StatusChanged { status, .. } = &page.events[5] else {
+        unreachable!()
+    };
+    assert_eq!(status, "closed");
+    // Paging: after 3, two at a time.
+    let page = store.events_since(w.project, 3, 2).await.unwrap();
+    assert!(page.more);
+    let seqs: Vec<i64> = page.events.iter().filter_map(ServerMessage::seq).collect();
+    assert_eq!(seqs, vec![4, 5]);
+    // The other project's log is its own.
+    let other = store.events_since(w.other_project, 0, 100).await.unwrap();
+    assert_eq!(other.events.len(), 2);
+}
+
+/// Who may change what: only the author edits; the author or an admin
+/// deletes; a deleted comment takes no further change; a keyed retry finds
+/// the event its first attempt made; an edit keeps the earlier version,
+/// and a deletion removes them.
+async fn changes_follow_authorship_and_a_keyed_retry_is_one_event(store: &Store) {
+    let w = world(store).await;
+    let id = store
+        .insert_comments(&[request(&w, w.users[1], "by bob", None)])
+        .await
+        .unwrap()[0]
+        .comment
+        .id;
+    let edit = |text: &str| {
+        CommentChange::Edit(
+            ValidEdit::parse(CommentEdit {
+                comment_id: id,
+                text: text.into(),
+                title: Some("new title".into()),
+                section: None,
+            })
+            .unwrap(),
+        )
+    };
+    assert!(matches!(
+        store
+            .change_comment(&change(&w, w.users[0], Role::Owner, id, edit("not mine")))
+            .await,
+        Err(ChangeError::Forbidden)
+    ));
+    let mut keyed = change(&w, w.users[1], Role::Editor, id, edit("bob again"));
+    keyed.key = IdempotencyKey::of_command(Some("edit-1")).unwrap();
+    let seq = applied_seq(store.change_comment(&keyed).await);
+    assert_eq!(
+        store.change_comment(&keyed).await.unwrap(),
+        ChangeOutcome::Duplicate(seq),
+        "a retry with the same key is the same event"
+    );
+    assert_eq!(store.last_seq(w.project).await.unwrap(), Some(seq));
+    let versions = store.comment_versions(id).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(
+        (
+            versions[0].version,
+            versions[0].text.as_str(),
+            versions[0].title.as_deref()
+        ),
+        (1, "by bob", Some("t"))
+    );
+    let (root, replies) = store.thread(id).await.unwrap().unwrap();
+    assert_eq!(
+        (root.text.as_str(), root.title.as_deref()),
+        ("bob again", Some("new title"))
+    );
+    assert!(replies.is_empty());
+    // An editor may not delete another's comment; an admin may.
+    assert!(matches!(
+        store
+            .change_comment(&change(
+                &w,
+                w.users[2],
+                Role::Editor,
+                id,
+                CommentChange::Delete
+            ))
+            .await,
+        Err(ChangeError::Forbidden)
+    ));
+    applied_seq(
+        store
+            .change_comment(&change(
+                &w,
+                w.users[2],
+                Role::Admin,
+                id,
+                CommentChange::Delete,
+            ))
+            .await,
     );
     assert!(
-        store
-            .add_reaction(c, w.users[1], &heart)
-            .await
-            .unwrap()
-            .is_some()
+        store.comment_versions(id).await.unwrap().is_empty(),
+        "the text is gone with its versions"
     );
+    assert_eq!(
+        store
+            .change_comment(&change(
+                &w,
+                w.users[1],
+                Role::Editor,
+                id,
+                CommentChange::Delete
+            ))
+            .await
+            .unwrap(),
+        ChangeOutcome::Unchanged
+    );
+    for after in [edit("too late"), CommentChange::Resolve] {
+        assert!(matches!(
+            store
+                .change_comment(&change(&w, w.users[1], Role::Editor, id, after))
+                .await,
+            Err(ChangeError::NotFound)
+        ));
+    }
+    // Resolve and reopen are editors' and up, once each.
+    let other = store
+        .insert_comments(&[request(&w, w.users[0], "resolve me", None)])
+        .await
+        .unwrap()[0]
+        .comment
+        .id;
+    assert!(matches!(
+        store
+            .change_comment(&change(
+                &w,
+                w.users[2],
+                Role::Viewer,
+                other,
+                CommentChange::Resolve
+            ))
+            .await,
+        Err(ChangeError::Forbidden)
+    ));
+    applied_seq(
+        store
+            .change_comment(&change(
+                &w,
+                w.users[1],
+                Role::Editor,
+                other,
+                CommentChange::Resolve,
+            ))
+            .await,
+    );
+    assert_eq!(
+        store
+            .change_comment(&change(
+                &w,
+                w.users[1],
+                Role::Editor,
+                other,
+                CommentChange::Resolve
+            ))
+            .await
+            .unwrap(),
+        ChangeOutcome::Unchanged
+    );
+    let open = store
+        .feedback_comments(w.feedback, None, 10, true)
+        .await
+        .unwrap();
     assert!(
-        store
-            .add_reaction(c, w.users[0], &thumbs)
-            .await
-            .unwrap()
-            .is_some()
+        open.iter().all(|c| c.id != other),
+        "resolved ones are filtered out"
     );
-    // A reaction to a comment that does not exist is refused.
-    assert!(
+    applied_seq(
         store
-            .add_reaction(i64::MAX, w.users[0], &thumbs)
-            .await
-            .is_err()
+            .change_comment(&change(
+                &w,
+                w.users[1],
+                Role::Editor,
+                other,
+                CommentChange::Reopen,
+            ))
+            .await,
     );
+    let open = store
+        .feedback_comments(w.feedback, None, 10, true)
+        .await
+        .unwrap();
+    assert!(open.iter().any(|c| c.id == other));
+}
+
+/// Replies attach to their root; history lists roots with reply counts; a
+/// thread reads whole from any of its comments.
+async fn replies_form_one_level_threads(store: &Store) {
+    let w = world(store).await;
+    let root = store
+        .insert_comments(&[request(&w, w.users[0], "root", None)])
+        .await
+        .unwrap()[0]
+        .comment
+        .id;
+    let mut reply = request(&w, w.users[1], "reply", None);
+    reply.parent = Some(root);
+    let mut second = request(&w, w.users[0], "second reply", None);
+    second.parent = Some(root);
+    let out = store.insert_comments(&[reply, second]).await.unwrap();
+    assert_eq!(out[0].comment.parent_id, Some(root));
+    let history = store
+        .feedback_comments(w.feedback, None, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1, "replies are read with their thread");
+    assert_eq!((history[0].id, history[0].reply_count), (root, 2));
+    let (thread_root, replies) = store.thread(out[1].comment.id).await.unwrap().unwrap();
+    assert_eq!(thread_root.id, root);
+    let texts: Vec<&str> = replies.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, vec!["reply", "second reply"]);
+    let newest = store.latest_comments_of(&[w.project], 20).await.unwrap();
+    let newest = &newest[&w.project];
+    assert_eq!(newest.comments.len(), 3, "initial_state shows replies too");
+    assert_eq!(newest.comments[0].reply_count, 2);
+    assert_eq!(newest.last_seq, 4);
 }
 
 async fn member_role_answers_members_only(store: &Store) {
@@ -408,17 +826,22 @@ async fn latest_comments_of_answers_many_projects_at_once_as_latest_comments_doe
     );
     for project in [w.project, w.other_project, i64::MAX - 1] {
         assert_eq!(
-            newest[&project],
+            newest[&project].comments,
             store.latest_comments(project, 20).await.unwrap(),
             "project {project}"
         );
+        assert_eq!(
+            newest[&project].last_seq,
+            store.last_seq(project).await.unwrap().unwrap_or(0),
+            "project {project}"
+        );
     }
-    assert_eq!(newest[&w.project].len(), 20);
+    assert_eq!(newest[&w.project].comments.len(), 20);
     assert_eq!(
-        newest[&w.project][0].text, "p5",
+        newest[&w.project].comments[0].text, "p5",
         "oldest of the newest 20 first"
     );
-    assert!(newest[&(i64::MAX - 248)].is_empty());
+    assert!(newest[&(i64::MAX - 248)].comments.is_empty());
 }
 
 async fn a_taken_email_or_membership_is_a_conflict(store: &Store) {

@@ -244,6 +244,7 @@ mod real_frames {
             timestamp: Some(1.5),
             created: "2026-11-22T10:00:00Z".into(),
             prev_id: None,
+            ..Default::default()
         }
     }
 
@@ -258,10 +259,12 @@ mod real_frames {
                     last_comment_id: Some(1),
                     resumed_from: None,
                     resume_complete: None,
+                    ..Default::default()
                 }),
                 ServerMessage::Comment {
                     comment: comment(2, &comment_text(111, 8)),
                     user_id: 3,
+                    event: None,
                 },
                 ServerMessage::Typing {
                     user_id: 4,
@@ -281,6 +284,7 @@ mod real_frames {
                 ServerMessage::Comment {
                     comment: comment(3, &comment_text(222, 0)),
                     user_id: 3,
+                    event: None,
                 },
                 ServerMessage::Error {
                     message: "Rate limit exceeded".into(),

@@ -63,6 +63,20 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
+    /// The `client_msg_id` a command carries, if any.
+    pub fn client_msg_id(&self) -> Option<&str> {
+        match self {
+            ClientMessage::CommentAdd { client_msg_id, .. }
+            | ClientMessage::ReactionAdd { client_msg_id, .. }
+            | ClientMessage::ReactionRemove { client_msg_id, .. }
+            | ClientMessage::CommentEdit { client_msg_id, .. }
+            | ClientMessage::CommentDelete { client_msg_id, .. }
+            | ClientMessage::CommentResolve { client_msg_id, .. }
+            | ClientMessage::CommentReopen { client_msg_id, .. } => client_msg_id.as_deref(),
+            ClientMessage::TypingIndicator { .. } | ClientMessage::RefreshToken { .. } => None,
+        }
+    }
+
     /// The `type` tag, as used for rate-limit keys and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

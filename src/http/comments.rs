@@ -8,6 +8,8 @@
 //! - `POST /feedback/item/{id}/comments`: goes through the same persister as a
 //!   socket `comment_add`, so the project's sockets see it and a retry with
 //!   the same `Idempotency-Key` returns the original comment.
+//! - `GET /comments/{id}/thread`, `GET /comments/{id}/versions`: a comment's
+//!   whole thread, and the earlier versions of an edited comment.
 
 use axum::Router;
 use axum::extract::State;
@@ -25,8 +27,9 @@ use super::access::{self, Need};
 use super::error::{ApiError, ErrorBody};
 use super::etag::{PageTag, json_tagged};
 use super::extract::{AuthUser, Commenter, Json, Path, Query};
-use super::views::{CommentFeed, CommentPage, CommentView};
+use super::views::{CommentFeed, CommentPage, CommentView, ThreadView, VersionList, VersionView};
 use crate::domain::{IdempotencyKey, ValidComment};
+use crate::hub::CommandError;
 use crate::store::CommentRequest;
 
 pub const DEFAULT_PAGE: u32 = 20;
@@ -43,6 +46,8 @@ pub fn router() -> Router<ApiState> {
             get(feedback_comments).post(add_comment),
         )
         .route("/projects/{project_id}/comments", get(project_feed))
+        .route("/comments/{comment_id}/thread", get(thread))
+        .route("/comments/{comment_id}/versions", get(versions))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -53,6 +58,8 @@ pub struct PageQuery {
     /// Comments per page (default 20, at most 100; larger values are capped).
     #[param(minimum = 1)]
     pub limit: Option<u32>,
+    /// Only comments not resolved (default false: all).
+    pub open: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -73,11 +80,17 @@ pub struct AddComment {
     pub title: Option<String>,
     pub section: Option<String>,
     pub security: Option<String>,
-    /// Position in the video, in seconds.
+    /// Position in the video, in seconds (the start of a range).
     pub timestamp: Option<f64>,
+    /// The end of the range the comment covers (needs `timestamp`; end >=
+    /// start; both within 0..=86400).
+    pub timestamp_end: Option<f64>,
+    /// The comment this one answers, of the same feedback item (a reply to
+    /// a reply is attached to the root).
+    pub parent_id: Option<i64>,
 }
 
-fn limit(raw: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+pub(super) fn limit(raw: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
     match raw {
         Some(0) => Err(ApiError::invalid("limit must be at least 1")),
         Some(n) => Ok(n.min(max)),
@@ -124,13 +137,14 @@ pub async fn feedback_comments(
     Query(q): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    access::require_feedback(&app, feedback, user, Need::Read).await?;
+    let (project, _) = access::require_feedback(&app, feedback, user, Need::Read).await?;
     let limit = limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let open_only = q.open.unwrap_or(false);
     // One extra row tells whether another page follows.
     let mut rows = app
         .store
-        .feedback_comments(feedback, before, limit + 1)
+        .feedback_comments(feedback, before, limit + 1, open_only)
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -139,12 +153,18 @@ pub async fn feedback_comments(
     } else {
         None
     };
+    // Comments change after they are posted (edits, replies, reactions,
+    // resolution), and every such change is an event of the project: its
+    // newest event number belongs in the tag.
+    let newest = app.store.last_seq(project).await?.unwrap_or(0);
     let tag = PageTag::new(
         "item",
         &[
             feedback,
             before.unwrap_or(0),
             i64::from(limit),
+            i64::from(open_only),
+            newest,
             rows.first().map_or(0, |c| c.id),
             rows.last().map_or(0, |c| c.id),
             rows.len() as i64,
@@ -184,11 +204,14 @@ pub async fn project_feed(
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let last_comment_id = rows.last().map_or(since, |c| c.id);
+    // As for history pages: edits and deletions move the newest event.
+    let newest = app.store.last_seq(project).await?.unwrap_or(0);
     let tag = PageTag::new(
         "feed",
         &[
             project,
             since,
+            newest,
             i64::from(limit),
             rows.first().map_or(0, |c| c.id),
             last_comment_id,
@@ -255,8 +278,16 @@ pub async fn add_comment(
         section: req.section,
         security: req.security,
         timestamp: req.timestamp,
+        timestamp_end: req.timestamp_end,
+        parent_id: req.parent_id,
     })
     .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let parent = app.hub.thread_root(&comment).await.map_err(|e| match e {
+        CommandError::Invalid(_) => {
+            ApiError::invalid("parent_id must be a comment of this feedback item")
+        }
+        _ => ApiError::Unavailable("The comment could not be stored, please retry"),
+    })?;
     let _admitted = app.hub.admit().ok_or(ApiError::Unavailable(
         "The server is shutting down, please retry",
     ))?;
@@ -267,6 +298,7 @@ pub async fn add_comment(
             user_id: user,
             comment,
             key,
+            parent,
         })
         .await?;
     let status = if stored.duplicate {
@@ -281,6 +313,80 @@ pub async fn add_comment(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The project of a comment the user may read; 404 for a comment that does
+/// not exist and for one in a project the user is not a member of alike.
+async fn readable_comment(app: &ApiState, comment: CommentId, user: i64) -> Result<(), ApiError> {
+    let at = app
+        .store
+        .comment_ref(comment)
+        .await?
+        .ok_or(ApiError::NotFound(NO_COMMENT))?;
+    match access::require(app, at.project_id, user, Need::Read).await {
+        Err(ApiError::NotFound(_)) => Err(ApiError::NotFound(NO_COMMENT)),
+        other => other.map(|_| ()),
+    }
+}
+
+const NO_COMMENT: &str = "comment not found";
+
+/// The thread a comment belongs to: its root and every reply, oldest first.
+#[utoipa::path(get, path = "/comments/{comment_id}/thread", tag = "comments",
+    params(("comment_id" = i64, Path, description = "A comment of the thread (its root or a reply)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The thread", body = ThreadView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such comment, or not a member of its project", body = ErrorBody),
+    ))]
+pub async fn thread(
+    State(app): State<ApiState>,
+    AuthUser(user): AuthUser,
+    Path(comment): Path<CommentId>,
+) -> Result<axum::Json<ThreadView>, ApiError> {
+    readable_comment(&app, comment, user).await?;
+    let (root, replies) = app
+        .store
+        .thread(comment)
+        .await?
+        .ok_or(ApiError::NotFound(NO_COMMENT))?;
+    Ok(axum::Json(ThreadView {
+        root: root.into(),
+        replies: replies.into_iter().map(CommentView::from).collect(),
+    }))
+}
+
+/// The earlier versions of an edited comment, oldest first.
+#[utoipa::path(get, path = "/comments/{comment_id}/versions", tag = "comments",
+    params(("comment_id" = i64, Path, description = "Comment id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Earlier versions (none if never edited, or deleted)", body = VersionList),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such comment, or not a member of its project", body = ErrorBody),
+    ))]
+pub async fn versions(
+    State(app): State<ApiState>,
+    AuthUser(user): AuthUser,
+    Path(comment): Path<CommentId>,
+) -> Result<axum::Json<VersionList>, ApiError> {
+    readable_comment(&app, comment, user).await?;
+    let versions = app.store.comment_versions(comment).await?;
+    Ok(axum::Json(VersionList {
+        versions: versions
+            .into_iter()
+            .map(|v| VersionView {
+                version: v.version,
+                text: v.text,
+                title: v.title,
+                section: v.section,
+                written_at: crate::time::rfc3339(v.written_at),
+            })
+            .collect(),
+    }))
 }
 
 #[cfg(test)]

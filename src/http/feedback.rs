@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::routing::{get, patch};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-use vridge_protocol::{FeedbackId, ProjectId, ServerMessage};
+use vridge_protocol::{FeedbackId, ProjectId};
 
 use super::ApiState;
 use super::access::{self, NO_FEEDBACK, Need};
@@ -29,7 +29,7 @@ pub fn router() -> Router<ApiState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only items with this status: `open`, `in_progress` or `resolved`.
+    /// Only items with this status: `open`, `in_progress`, `resolved` or `closed`.
     pub status: Option<String>,
     /// Only items with this priority: `low`, `medium`, `high` or `critical`.
     pub priority: Option<String>,
@@ -48,7 +48,7 @@ pub struct CreateFeedback {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateFeedback {
-    /// `open`, `in_progress` or `resolved`.
+    /// `open`, `in_progress`, `resolved` or `closed`.
     pub status: Option<String>,
     /// `low`, `medium`, `high` or `critical`.
     pub priority: Option<String>,
@@ -131,7 +131,7 @@ pub async fn create(
         input::text("video_url", url, input::MAX_URL_CHARS, true)?;
     }
     let feedback = app
-        .store
+        .hub
         .create_feedback(&NewFeedback {
             project_id: project,
             created_by: user,
@@ -141,14 +141,6 @@ pub async fn create(
             video_url: req.video_url.as_deref(),
         })
         .await?;
-    app.hub
-        .publish(
-            project,
-            ServerMessage::FeedbackCreated {
-                feedback: feedback.clone(),
-            },
-        )
-        .await;
     Ok((StatusCode::CREATED, axum::Json(feedback.into())))
 }
 
@@ -173,7 +165,7 @@ pub async fn update(
     Path(feedback): Path<FeedbackId>,
     Json(req): Json<UpdateFeedback>,
 ) -> Result<axum::Json<FeedbackView>, ApiError> {
-    let (project, _) = access::require_feedback(&app, feedback, user, Need::Update).await?;
+    let _ = access::require_feedback(&app, feedback, user, Need::Update).await?;
     let status = req
         .status
         .as_deref()
@@ -188,20 +180,9 @@ pub async fn update(
         return Err(ApiError::invalid("give a status, a priority, or both"));
     }
     let item = app
-        .store
-        .update_feedback(feedback, status, priority)
+        .hub
+        .update_feedback(feedback, user, status, priority)
         .await?
         .ok_or(ApiError::NotFound(NO_FEEDBACK))?;
-    app.hub
-        .publish(
-            project,
-            ServerMessage::StatusChanged {
-                feedback_id: item.id,
-                status: item.status.clone(),
-                priority: item.priority.clone(),
-                user_id: user,
-            },
-        )
-        .await;
     Ok(axum::Json(item.into()))
 }

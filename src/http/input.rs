@@ -10,7 +10,7 @@ pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=30;
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 5_000;
 pub const MAX_URL_CHARS: usize = 2_048;
-pub const FEEDBACK_STATUSES: [&str; 3] = ["open", "in_progress", "resolved"];
+pub const FEEDBACK_STATUSES: [&str; 4] = ["open", "in_progress", "resolved", "closed"];
 pub const PRIORITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 
 /// An email address, trimmed and lower-cased: `local@domain` with a dot in
@@ -128,6 +128,10 @@ mod tests {
             one_of("status", "open", &FEEDBACK_STATUSES).unwrap(),
             "open"
         );
-        assert!(one_of("status", "closed", &FEEDBACK_STATUSES).is_err());
+        assert_eq!(
+            one_of("status", "closed", &FEEDBACK_STATUSES).unwrap(),
+            "closed"
+        );
+        assert!(one_of("status", "done", &FEEDBACK_STATUSES).is_err());
     }
 }

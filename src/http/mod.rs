@@ -13,6 +13,7 @@ mod context;
 mod early_close;
 pub mod error;
 mod etag;
+mod events;
 mod extract;
 mod feedback;
 mod health;
@@ -84,6 +85,7 @@ fn rest(config: &HttpConfig, limits: Arc<LoginLimits>) -> Router<ApiState> {
         .merge(projects::router())
         .merge(members::router())
         .merge(feedback::router())
+        .merge(events::router())
         .merge(comments::router())
         .merge(openapi::router())
         .layer(Extension(limits))

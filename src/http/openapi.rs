@@ -35,6 +35,9 @@ use super::ApiState;
         super::comments::feedback_comments,
         super::comments::project_feed,
         super::comments::add_comment,
+        super::comments::thread,
+        super::comments::versions,
+        super::events::project_events,
     ),
     modifiers(&BearerAuth)
 )]

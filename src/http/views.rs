@@ -116,7 +116,7 @@ pub struct FeedbackView {
     pub id: i64,
     pub project_id: i64,
     pub title: String,
-    /// `open`, `in_progress` or `resolved`.
+    /// `open`, `in_progress`, `resolved` or `closed`.
     pub status: String,
     /// `low`, `medium`, `high` or `critical`.
     pub priority: String,
@@ -150,6 +150,7 @@ pub struct StatsView {
     pub open: i64,
     pub in_progress: i64,
     pub resolved: i64,
+    pub closed: i64,
 }
 
 impl From<FeedbackStats> for StatsView {
@@ -159,6 +160,7 @@ impl From<FeedbackStats> for StatsView {
             open: s.open,
             in_progress: s.in_progress,
             resolved: s.resolved,
+            closed: s.closed,
         }
     }
 }
@@ -181,9 +183,30 @@ pub struct CommentView {
     pub title: Option<String>,
     pub section: Option<String>,
     pub security: Option<String>,
-    /// Position in the video, in seconds.
+    /// Position in the video, in seconds (the start of a range).
     pub timestamp: Option<f64>,
     pub created: String,
+    /// The root comment this one answers; `null` for a root.
+    pub parent_id: Option<i64>,
+    /// The end of the range the comment covers, in seconds.
+    pub timestamp_end: Option<f64>,
+    /// When its author last edited it.
+    pub edited_at: Option<String>,
+    /// When it was withdrawn; its text is then empty.
+    pub deleted_at: Option<String>,
+    pub resolved_at: Option<String>,
+    pub resolved_by: Option<i64>,
+    /// Replies to this comment (in history and threads; 0 elsewhere).
+    pub reply_count: u32,
+    /// Reactions by emoji (in history and threads; empty elsewhere).
+    pub reactions: Vec<ReactionCountView>,
+}
+
+/// How many members reacted to a comment with one emoji.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReactionCountView {
+    pub emoji: String,
+    pub count: u32,
 }
 
 impl From<Comment> for CommentView {
@@ -199,8 +222,65 @@ impl From<Comment> for CommentView {
             security: c.security,
             timestamp: c.timestamp,
             created: c.created,
+            parent_id: c.parent_id,
+            timestamp_end: c.timestamp_end,
+            edited_at: c.edited_at,
+            deleted_at: c.deleted_at,
+            resolved_at: c.resolved_at,
+            resolved_by: c.resolved_by,
+            reply_count: c.reply_count,
+            reactions: c
+                .reactions
+                .into_iter()
+                .map(|r| ReactionCountView {
+                    emoji: r.emoji,
+                    count: r.count,
+                })
+                .collect(),
         }
     }
+}
+
+/// A page of a project's event log, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventFeed {
+    /// Each event exactly as the project's sockets received it (a `comment`,
+    /// `comment_edited`, `reaction`, `status_changed`, … message with its
+    /// `event` object: `seq`, `prev_seq`, `actor_id`, `at`), showing
+    /// comments and feedback items as they are now.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<vridge_protocol::ServerMessage>,
+    /// The `seq` of the last event returned (pass it as `since_seq` to
+    /// continue), or the `since_seq` given when nothing is newer.
+    pub last_seq: i64,
+    /// True when no event follows `last_seq` (yet).
+    pub complete: bool,
+}
+
+/// A comment's thread: its root and every reply, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThreadView {
+    pub root: CommentView,
+    pub replies: Vec<CommentView>,
+}
+
+/// An earlier version of an edited comment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    /// 1 is the text as first posted.
+    pub version: i64,
+    pub text: String,
+    pub title: Option<String>,
+    pub section: Option<String>,
+    /// When this version was written.
+    pub written_at: String,
+}
+
+/// A comment's earlier versions, oldest first (its current text is the
+/// comment itself; a deleted comment keeps none).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    pub versions: Vec<VersionView>,
 }
 
 /// One page of a feedback item's comments, newest first.

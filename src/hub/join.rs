@@ -2,7 +2,7 @@
 //! listens to the project across nodes, and only then is history read — the
 //! order that makes the switch-over from history to live events gapless.
 
-use vridge_protocol::{Comment, CommentId, InitialState, ProjectId, UserId};
+use vridge_protocol::{Comment, CommentId, InitialState, ProjectId, Seq, ServerMessage, UserId};
 
 use super::Hub;
 use crate::outbound::Outbox;
@@ -33,6 +33,9 @@ pub struct JoinRequest {
     pub outbox: Outbox,
     /// `?since=`: the newest comment id the client holds (a resume).
     pub since: Option<CommentId>,
+    /// `?since_seq=`: the newest event the client holds (a resume by event
+    /// number; wins over `since`).
+    pub since_seq: Option<Seq>,
 }
 
 /// A member of a room, with what it must be sent first.
@@ -43,6 +46,9 @@ pub struct Joined {
     /// The newest comment id the client holds once it has read `state`:
     /// live comments up to it are already in the state.
     pub watermark: Option<CommentId>,
+    /// The newest event the state reflects: live events up to it are
+    /// already in the state. `None` when unknown (a resume by comment id).
+    pub seq_watermark: Option<Seq>,
 }
 
 /// Why a join did not complete; the member was taken out of the room again.
@@ -94,6 +100,7 @@ impl Hub {
             user,
             outbox,
             since,
+            since_seq,
         } = request;
         let inner = &self.inner;
         let (room, joined) = inner.registry.join(project, conn, user, outbox).await;
@@ -103,47 +110,104 @@ impl Hub {
             .presence
             .online_users(project, joined.online_users)
             .await;
-        let read = match since {
-            None => inner
-                .reads
-                .newest_comments(project)
-                .await
-                .map(|c| (c, None, None)),
-            Some(since) => self
-                .resume(project, since)
-                .await
-                .map(|(c, complete, since)| (c, Some(complete), Some(since))),
+        let read = match (since_seq, since) {
+            (Some(since_seq), _) => self.replay(project, since_seq).await,
+            (None, None) => inner.reads.newest_comments(project).await.map(|newest| {
+                let last_comment_id = newest.comments.last().map(|c| c.id);
+                Read {
+                    comments: newest.comments,
+                    last_comment_id,
+                    seq: Some(newest.last_seq),
+                    ..Read::default()
+                }
+            }),
+            (None, Some(since)) => self.resume(project, since).await,
         };
-        let (comments, resume_complete, resumed_from) = match read {
+        let read = match read {
             Ok(read) => read,
             Err(e) => {
                 room.leave(conn).await;
                 return Err(e.into());
             }
         };
-        let last_comment_id = comments.last().map(|c| c.id).or(resumed_from);
         inner.metrics.messages_out("initial_state", 1);
         Ok(Joined {
             room,
+            watermark: read.last_comment_id,
+            seq_watermark: read.seq,
             state: InitialState {
                 project_id: project,
-                comments,
+                comments: read.comments,
                 online_users,
-                last_comment_id,
-                resumed_from,
-                resume_complete,
+                last_comment_id: read.last_comment_id,
+                resumed_from: read.resumed_from,
+                resume_complete: read.complete,
+                last_seq: read.seq,
+                resumed_from_seq: read.resumed_from_seq,
+                events: read.events,
             },
-            watermark: last_comment_id,
         })
     }
 
-    /// The comments after `since` for a resume, whether that is all of
-    /// them, and the `since` actually used (clamped to the newest comment).
-    async fn resume(
-        &self,
-        project: ProjectId,
-        since: CommentId,
-    ) -> Result<(Vec<Comment>, bool, CommentId), StoreError> {
+    /// The events after `since_seq` for a resume by event number, up to the
+    /// [`ResumeLimits`]. A `since_seq` ahead of the project's newest event
+    /// is clamped to it (as a comment id is, see [`Self::join`]).
+    async fn replay(&self, project: ProjectId, since_seq: Seq) -> Result<Read, StoreError> {
+        let store = &self.inner.store;
+        let limits = self.inner.resume;
+        let mut since = since_seq.max(0);
+        let mut page = store
+            .events_since(project, since, limits.max_comments)
+            .await?;
+        if page.events.is_empty() {
+            let newest = store.last_seq(project).await?.unwrap_or(0);
+            if newest < since {
+                tracing::info!(since, newest, "resume by seq ahead of the log; clamped");
+                since = newest;
+                page = store
+                    .events_since(project, since, limits.max_comments)
+                    .await?;
+            }
+        }
+        let mut events = page.events;
+        let mut complete = !page.more;
+        let within = within_bytes_of(&events, limits.max_bytes, |msg| match msg {
+            ServerMessage::Comment { comment, .. }
+            | ServerMessage::CommentEdited { comment, .. }
+            | ServerMessage::CommentDeleted { comment, .. }
+            | ServerMessage::CommentResolved { comment, .. }
+            | ServerMessage::CommentReopened { comment, .. } => comment_bytes(comment),
+            _ => COMMENT_OVERHEAD_BYTES,
+        });
+        if within < events.len() {
+            events.truncate(within);
+            complete = false;
+        }
+        let last_seq = events.last().and_then(ServerMessage::seq).unwrap_or(since);
+        let last_comment_id = events
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Comment { comment, .. } => Some(comment.id),
+                _ => None,
+            })
+            .max();
+        Ok(Read {
+            comments: Vec::new(),
+            // Comments are chained by event here; the comment watermark
+            // only holds back comments this replay carried.
+            last_comment_id,
+            seq: Some(last_seq),
+            resumed_from: None,
+            resumed_from_seq: Some(since),
+            complete: Some(complete),
+            events,
+        })
+    }
+
+    /// The comments after `since` for a resume (with their counts), whether
+    /// that is all of them, and the `since` actually used (clamped to the
+    /// newest comment).
+    async fn resume(&self, project: ProjectId, since: CommentId) -> Result<Read, StoreError> {
         let store = &self.inner.store;
         let limits = self.inner.resume;
         let max = limits.max_comments.max(1);
@@ -161,33 +225,60 @@ impl Hub {
         }
         let mut complete = comments.len() <= max as usize;
         comments.truncate(max as usize);
-        let within = within_bytes(&comments, limits.max_bytes);
+        let within = within_bytes_of(&comments, limits.max_bytes, comment_bytes);
         if within < comments.len() {
             comments.truncate(within);
             complete = false;
         }
-        Ok((comments, complete, since))
+        let comments = store.with_counts(comments).await?;
+        Ok(Read {
+            last_comment_id: comments.last().map(|c| c.id).or(Some(since)),
+            comments,
+            seq: None,
+            resumed_from: Some(since),
+            resumed_from_seq: None,
+            complete: Some(complete),
+            events: Vec::new(),
+        })
     }
 }
 
-/// How many of `comments` (a prefix, at least one) fit in `max_bytes` on the
-/// wire: a resume is capped in bytes as well as in count, so that 1,000
-/// long comments never make one frame the socket cannot write.
-fn within_bytes(comments: &[Comment], max_bytes: usize) -> usize {
+/// What a join read for its `initial_state`.
+#[derive(Debug, Default)]
+struct Read {
+    comments: Vec<Comment>,
+    last_comment_id: Option<CommentId>,
+    /// The log position the state reflects, when known.
+    seq: Option<Seq>,
+    resumed_from: Option<CommentId>,
+    resumed_from_seq: Option<Seq>,
+    complete: Option<bool>,
+    events: Vec<ServerMessage>,
+}
+
+/// How many of `items` (a prefix, at least one) fit in `max_bytes` on the
+/// wire, each costing `bytes`: a resume is capped in bytes as well as in
+/// count, so that 1,000 long comments never make one frame the socket
+/// cannot write.
+fn within_bytes_of<T>(items: &[T], max_bytes: usize, bytes: impl Fn(&T) -> usize) -> usize {
     let mut total = 0;
-    for (i, c) in comments.iter().enumerate() {
-        let strings = [&c.title, &c.section, &c.security]
-            .iter()
-            .filter_map(|s| s.as_deref())
-            .map(str::len)
-            .sum::<usize>();
-        // Twice the strings covers ordinary text in JSON; even text that
-        // escapes every byte (six for one) stays far below the socket's
-        // 16 MiB write buffer at the default cap.
-        total += COMMENT_OVERHEAD_BYTES + (c.text.len() + strings) * 2 + c.created.len();
+    for (i, item) in items.iter().enumerate() {
+        total += bytes(item);
         if total > max_bytes && i > 0 {
             return i;
         }
     }
-    comments.len()
+    items.len()
+}
+
+/// A generous estimate of one comment's size on the wire. Twice the strings
+/// covers ordinary text in JSON; even text that escapes every byte (six for
+/// one) stays far below the socket's 16 MiB write buffer at the default cap.
+fn comment_bytes(c: &Comment) -> usize {
+    let strings = [&c.title, &c.section, &c.security]
+        .iter()
+        .filter_map(|s| s.as_deref())
+        .map(str::len)
+        .sum::<usize>();
+    COMMENT_OVERHEAD_BYTES + (c.text.len() + strings) * 2 + c.created.len()
 }

@@ -12,10 +12,12 @@
 mod commands;
 mod join;
 pub mod persister;
+
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use vridge_protocol::{FeedbackId, ProjectId, ServerMessage, UserId};
 
-pub use commands::{Author, CommandError};
+pub use commands::{Author, Command, CommandError};
 pub use join::{INITIAL_COMMENTS, JoinError, JoinRequest, Joined, ResumeLimits};
 use persister::{PersistError, Persister};
 

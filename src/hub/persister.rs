@@ -2,8 +2,10 @@
 //! sockets and REST, reactions — is queued here, written in order (runs of
 //! comments in batches: one multi-row INSERT per flush), and only once
 //! committed is it broadcast and acknowledged. A failed flush tells every
-//! waiting sender; nothing is acknowledged that is not stored. Reactions
-//! take the same queue, so a socket's read loop never waits on the store.
+//! waiting sender; nothing is acknowledged that is not stored. Changes to
+//! comments (edits, deletions, resolution, reactions) take the same queue,
+//! so a socket's read loop never waits on the store, and a client's
+//! commands are applied in the order it sent them.
 //!
 //! Flushing is driven by the queue, not a timer: the task wakes on the first
 //! job, takes whatever else is already queued (up to the batch cap) and
@@ -21,13 +23,14 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vridge_protocol::{CommentAck, CommentId, DecodeError, ProjectId, ServerMessage, UserId};
+use vridge_protocol::{Ack, CommentAck, DecodeError, ServerMessage};
 
 use crate::broker::Broker;
-use crate::domain::Emoji;
 use crate::metrics::Metrics;
 use crate::outbound::Outbox;
-use crate::store::{CommentRequest, Store, StoredComment};
+use crate::store::{
+    ChangeError, ChangeOutcome, ChangeRequest, CommentRequest, Store, StoredComment,
+};
 
 /// Jobs queued before submitters wait.
 const QUEUE: usize = 8192;
@@ -38,6 +41,19 @@ pub const STORE_FAILED: &str = "Comment could not be stored, please retry";
 
 /// What the client is told when its reaction could not be stored.
 pub const REACTION_FAILED: &str = "Reaction could not be stored, please retry";
+
+/// What the client is told when a change to a comment could not be stored.
+pub const CHANGE_FAILED: &str = "Change could not be stored, please retry";
+
+/// What the client is told when `command` (a change to a comment) could
+/// not be queued or stored; it may retry with the same `client_msg_id`.
+pub fn failed_message(command: &str) -> &'static str {
+    if command.starts_with("reaction") {
+        REACTION_FAILED
+    } else {
+        CHANGE_FAILED
+    }
+}
 
 /// Why a comment was not stored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,15 +87,18 @@ pub struct PersistJob {
     pub reply: Reply,
 }
 
-/// One reaction to store: the comment's project is checked when it is
-/// written, not in the read loop that took it.
+/// One change to a comment: whether the actor may make it is decided when
+/// it is written, against the comment as stored.
 #[derive(Debug)]
-pub struct ReactionJob {
-    pub project: ProjectId,
-    pub user: UserId,
-    pub comment: CommentId,
-    pub emoji: Emoji,
-    /// Where an error goes; the reaction itself is broadcast to the room.
+pub struct ChangeJob {
+    pub request: ChangeRequest,
+    /// The command's `type`, for its acknowledgement.
+    pub command: &'static str,
+    pub client_msg_id: Option<String>,
+    /// Whether the sender is sent an `ack` (see [`super::Command::acked`]).
+    pub ack: bool,
+    /// Where the acknowledgement or error goes; the event itself is
+    /// broadcast to the room.
     pub reply: Outbox,
 }
 
@@ -87,7 +106,7 @@ pub struct ReactionJob {
 #[derive(Debug)]
 enum Job {
     Comment(PersistJob),
-    Reaction(ReactionJob),
+    Change(ChangeJob),
 }
 
 /// Handle to the persister task. Cheap to clone.
@@ -125,10 +144,10 @@ impl Persister {
             .map_err(|_| PersistError::Stopped)
     }
 
-    /// Queues a reaction; waits only while the queue is full.
-    pub async fn submit_reaction(&self, job: ReactionJob) -> Result<(), PersistError> {
+    /// Queues a change to a comment; waits only while the queue is full.
+    pub async fn submit_change(&self, job: ChangeJob) -> Result<(), PersistError> {
         self.tx
-            .send(Job::Reaction(job))
+            .send(Job::Change(job))
             .await
             .map_err(|_| PersistError::Stopped)
     }
@@ -178,8 +197,8 @@ impl Task {
         let mut written = 0;
         while let Some(job) = next.take() {
             match job {
-                Job::Reaction(reaction) => {
-                    self.react(reaction).await;
+                Job::Change(change) => {
+                    self.change(change).await;
                     written += 1;
                 }
                 Job::Comment(comment) => {
@@ -206,41 +225,51 @@ impl Task {
         }
     }
 
-    /// Stores one reaction if its comment is in the socket's project, then
-    /// broadcasts it; adding the same reaction again changes nothing.
-    async fn react(&self, job: ReactionJob) {
-        let refuse = |message: &str| {
-            self.metrics.messages_out("error", 1);
-            job.reply.offer_message(&ServerMessage::Error {
-                message: message.to_owned(),
-                client_msg_id: None,
-            });
-        };
-        match self.store.comment_project(job.comment).await {
-            Ok(Some(p)) if p == job.project => {}
-            Ok(_) => return refuse(&DecodeError::InvalidReaction.to_string()),
+    /// Applies one change; acknowledges it to its sender (or says why
+    /// not), then broadcasts the event it made.
+    async fn change(&self, job: ChangeJob) {
+        let ChangeJob {
+            request,
+            command,
+            client_msg_id,
+            ack,
+            reply,
+        } = job;
+        let reaction = command.starts_with("reaction");
+        let outcome = self.store.change_comment(&request).await;
+        let (seq, duplicate, broadcast) = match outcome {
+            Ok(ChangeOutcome::Applied(msg)) => (msg.seq(), false, Some(*msg)),
+            Ok(ChangeOutcome::Unchanged) => (None, false, None),
+            Ok(ChangeOutcome::Duplicate(seq)) => (Some(seq), true, None),
             Err(e) => {
-                tracing::error!(error = %e, "comment lookup failed");
-                return refuse(REACTION_FAILED);
-            }
-        }
-        match self
-            .store
-            .add_reaction(job.comment, job.user, &job.emoji)
-            .await
-        {
-            Ok(Some(stored)) => {
-                let msg = ServerMessage::Reaction {
-                    reaction: stored,
-                    user_id: job.user,
+                let message = match e {
+                    ChangeError::NotFound if reaction => DecodeError::InvalidReaction.to_string(),
+                    ChangeError::NotFound => DecodeError::InvalidComment.to_string(),
+                    ChangeError::Forbidden => "Permission denied".to_owned(),
+                    ChangeError::Store(e) => {
+                        tracing::error!(error = %e, command, "storing a change failed");
+                        failed_message(command).to_owned()
+                    }
                 };
-                self.broker.publish(job.project, msg).await;
+                self.metrics.messages_out("error", 1);
+                reply.offer_message(&ServerMessage::Error {
+                    message,
+                    client_msg_id,
+                });
+                return;
             }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "storing a reaction failed");
-                refuse(REACTION_FAILED);
-            }
+        };
+        if ack {
+            self.metrics.messages_out("ack", 1);
+            reply.offer_message(&ServerMessage::Ack(Ack {
+                command: command.to_owned(),
+                client_msg_id,
+                seq,
+                duplicate,
+            }));
+        }
+        if let Some(msg) = broadcast {
+            self.broker.publish(request.project, msg).await;
         }
     }
 
@@ -301,6 +330,7 @@ impl Task {
             let broadcast = (!outcome.duplicate).then(|| ServerMessage::Comment {
                 user_id: outcome.comment.user_id,
                 comment: outcome.comment.clone(),
+                event: outcome.event.clone(),
             });
             let project = outcome.comment.project_id;
             self.reply(reply, Ok(outcome));

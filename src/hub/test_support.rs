@@ -66,11 +66,13 @@ pub(crate) async fn world() -> World {
         .create_feedback(&feedback_in(project))
         .await
         .unwrap()
+        .0
         .id;
     let foreign_feedback = store
         .create_feedback(&feedback_in(other_project))
         .await
         .unwrap()
+        .0
         .id;
     let metrics = Arc::new(Metrics::default());
     let store_handle = store.clone();
@@ -111,6 +113,7 @@ pub(crate) async fn member(w: &World, user: UserId) -> (Outbox, Inbox, Joined) {
             user,
             outbox: outbox.clone(),
             since: None,
+            since_seq: None,
         })
         .await
         .unwrap();

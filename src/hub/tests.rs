@@ -25,6 +25,7 @@ fn comment(feedback: FeedbackId, text: &str) -> NewComment {
         section: None,
         security: None,
         timestamp: Some(1.5),
+        ..Default::default()
     }
 }
 
@@ -136,7 +137,7 @@ async fn a_reaction_is_queued_then_broadcast_and_one_to_a_foreign_comment_answer
         .unwrap();
     assert!(matches!(
         next(&mut inbox).await,
-        ServerMessage::Reaction { reaction, user_id } if reaction.comment_id == ack.comment_id && user_id == w.editor
+        ServerMessage::Reaction { reaction, user_id, .. } if reaction.comment_id == ack.comment_id && user_id == w.editor
     ));
     // No such comment in this project: the queued reaction is answered.
     w.hub

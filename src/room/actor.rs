@@ -1,6 +1,6 @@
 //! The room task: owns the members of one project on this node and fans
 //! events out to them, encoding each event once per wire encoding in use.
-//! Comments go out in the project's commit order ([`CommentChain`]); when
+//! Durable events go out in the project's commit order ([`CommentChain`]); when
 //! one is missing for longer than [`GAP_WAIT`], the room reads it from the
 //! store in a task of its own, never blocking on the store itself.
 //!
@@ -18,18 +18,19 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use vridge_protocol::codec::encode;
-use vridge_protocol::{Comment, ProjectId, ServerMessage, UserId};
+use vridge_protocol::{ProjectId, ServerMessage, UserId};
 
 use super::chain::{CommentChain, Offered};
 use super::rooms::Rooms;
 use super::{ConnId, Joined, RoomCmd};
 use crate::broker::Announce;
 use crate::outbound::{OutFrame, Outbox};
+use crate::store::EventPage;
 
-/// How long a room holds comments back waiting for a missing predecessor
-/// before it reads the store. Another node's comment normally arrives within
+/// How long a room holds events back waiting for a missing predecessor
+/// before it reads the store. Another node's event normally arrives within
 /// one Redis publish latency (about a millisecond); this only bounds how
-/// late a comment the broker lost reaches members.
+/// late an event the broker lost reaches members.
 pub(super) const GAP_WAIT: Duration = Duration::from_millis(300);
 
 /// Comments one store read fetches to close a gap.
@@ -70,7 +71,7 @@ pub(super) struct Room {
     leave_queue: VecDeque<(Instant, UserId)>,
     /// When each typing user's indicator lapses unless refreshed.
     typing: HashMap<UserId, Instant>,
-    /// The order comments go out in, and those held back.
+    /// The order durable events go out in, and those held back.
     chain: CommentChain,
     /// When held comments stop waiting and the store is read; `None` while
     /// nothing is held or a read is under way.
@@ -141,27 +142,23 @@ impl Room {
         metrics.rooms_active.fetch_sub(1, Relaxed);
     }
 
-    /// Continues the comment chain from the project's newest comment id,
-    /// read before the room serves its first join: every member reads its
-    /// history after joining, so it holds everything up to there, and every
-    /// later comment reaches this room (locally, through the broker, or from
-    /// the store when the broker missed it). If the read fails, the first
-    /// comment the room sees starts the chain.
+    /// Continues the event chain from the project's newest event, read
+    /// before the room serves its first join: every member reads its state
+    /// after joining, so it holds everything up to there, and every later
+    /// event reaches this room (locally, through the broker, or from the
+    /// store when the broker missed it). If the read fails, the first event
+    /// the room sees starts the chain.
     async fn start_chain(&mut self) {
-        match self
-            .rooms
-            .settings
-            .store
-            .newest_comment_id(self.project)
-            .await
-        {
-            Ok(newest) => self.chain = CommentChain::after(newest),
-            Err(e) => tracing::warn!(error = %e, "reading the newest comment id failed"),
+        match self.rooms.settings.store.last_seq(self.project).await {
+            Ok(newest) => {
+                self.chain = CommentChain::after(newest.filter(|seq| *seq > 0));
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the newest event number failed"),
         }
     }
 
-    /// Offers a comment to the chain and sends out whatever may go now.
-    fn offer_comment(&mut self, msg: Arc<ServerMessage>) {
+    /// Offers a durable event to the chain and sends out whatever may go now.
+    fn offer_event(&mut self, msg: Arc<ServerMessage>) {
         match self.chain.offer(msg) {
             Offered::Deliver(ready) => {
                 self.send_all(ready);
@@ -178,14 +175,14 @@ impl Room {
             Offered::Full => {
                 tracing::warn!(
                     project = self.project,
-                    "too many comments held back; members resync"
+                    "too many events held back; members resync"
                 );
                 self.give_up_waiting();
             }
         }
     }
 
-    /// Reads the comments after the last one delivered, in a task, and
+    /// Reads the events after the last one delivered, in a task, and
     /// hands them back to the room as [`RoomCmd::Fill`].
     fn start_fill(&mut self) {
         self.filling = true;
@@ -194,10 +191,10 @@ impl Room {
         let since = self.chain.last().unwrap_or(0);
         let own_queue = self.own_queue.clone();
         tokio::spawn(async move {
-            let read = match store.comments_since(project, since, FILL_LIMIT).await {
-                Ok(comments) => Some(comments),
+            let read = match store.events_since(project, since, FILL_LIMIT).await {
+                Ok(page) => Some(page),
                 Err(e) => {
-                    tracing::warn!(error = %e, project, "reading missing comments failed");
+                    tracing::warn!(error = %e, project, "reading missing events failed");
                     None
                 }
             };
@@ -207,27 +204,19 @@ impl Room {
         });
     }
 
-    /// The store's answer to a gap: its comments go out in order, then the
-    /// held ones they freed. Held comments are committed (they were
+    /// The store's answer to a gap: its events go out in order, then the
+    /// held ones they freed. Held events are committed (they were
     /// published after their commit), so a complete read leaves none that
     /// still miss a predecessor unless it was deleted since; those go out
     /// too. A read cut at [`FILL_LIMIT`] reads on.
-    fn fill(&mut self, read: Option<Vec<Comment>>) {
+    fn fill(&mut self, read: Option<EventPage>) {
         self.filling = false;
-        let Some(comments) = read else {
+        let Some(page) = read else {
             self.give_up_waiting();
             return;
         };
-        let complete = comments.len() < FILL_LIMIT as usize;
-        let from_store = comments
-            .into_iter()
-            .map(|comment| {
-                Arc::new(ServerMessage::Comment {
-                    user_id: comment.user_id,
-                    comment,
-                })
-            })
-            .collect();
+        let complete = !page.more;
+        let from_store = page.events.into_iter().map(Arc::new).collect();
         let ready = self.chain.fill(from_store);
         self.send_all(ready);
         if !self.chain.is_waiting() {
@@ -252,7 +241,7 @@ impl Room {
         self.rooms.metrics.broker_lost.fetch_add(1, Relaxed);
         self.broadcast(
             &ServerMessage::Resync {
-                reason: "comments were delayed between servers".into(),
+                reason: "events were delayed between servers".into(),
             },
             None,
         );
@@ -324,8 +313,8 @@ impl Room {
                     }
                     // Nobody is told they joined themselves.
                     ServerMessage::PresenceJoin { user_id } => Some(*user_id),
-                    ServerMessage::Comment { .. } => {
-                        self.offer_comment(msg);
+                    durable if durable.event().is_some() => {
+                        self.offer_event(msg);
                         return;
                     }
                     _ => None,
@@ -514,6 +503,7 @@ impl Room {
             ServerMessage::Comment { comment, .. } => Some(comment.id),
             _ => None,
         };
+        let seq = msg.seq();
         let mut encoded: [Option<Bytes>; 2] = [None, None];
         let mut dropped = Vec::new();
         let mut delivered = 0u64;
@@ -535,7 +525,11 @@ impl Room {
                     }
                 },
             };
-            if member.outbox.offer(OutFrame { bytes, comment_id }) {
+            if member.outbox.offer(OutFrame {
+                bytes,
+                comment_id,
+                seq,
+            }) {
                 delivered += 1;
             } else {
                 dropped.push(*conn);
@@ -552,6 +546,12 @@ pub(crate) fn out_kind(msg: &ServerMessage) -> &'static str {
         ServerMessage::InitialState(_) => "initial_state",
         ServerMessage::Comment { .. } => "comment",
         ServerMessage::CommentAck(_) => "comment_ack",
+        ServerMessage::Ack(_) => "ack",
+        ServerMessage::CommentEdited { .. } => "comment_edited",
+        ServerMessage::CommentDeleted { .. } => "comment_deleted",
+        ServerMessage::CommentResolved { .. } => "comment_resolved",
+        ServerMessage::CommentReopened { .. } => "comment_reopened",
+        ServerMessage::ReactionRemoved { .. } => "reaction_removed",
         ServerMessage::Typing { .. } => "typing",
         ServerMessage::Reaction { .. } => "reaction",
         ServerMessage::FeedbackCreated { .. } => "feedback_created",

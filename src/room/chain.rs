@@ -1,22 +1,23 @@
-//! The order in which a room hands a project's comments to its members.
+//! The order in which a room hands a project's events to its members.
 //!
-//! Every comment names its project's previous comment (`prev_id`, set by the
-//! store under the project's write order). A node delivers its own comments
-//! at once and other nodes' when the broker brings them, so a room can see
-//! comment 10 before comment 9. [`CommentChain`] passes a comment on only
+//! Every durable event names its project's previous event (`prev_seq`; the
+//! log numbers them without holes, in commit order). A node delivers its own
+//! events at once and other nodes' when the broker brings them, so a room
+//! can see event 10 before event 9. [`CommentChain`] passes an event on only
 //! when it follows the last one passed on, holds it back otherwise, and lets
 //! the held ones go as soon as the missing one arrives. So every member sees
-//! the project's commit order, and the newest comment id a client holds is
-//! always a safe `?since=`. With nothing missing (the normal case) a comment
-//! passes at once. What the room does when a gap lasts is its business
-//! (it reads the store): this type only keeps the order.
+//! the project's commit order, and the newest `seq` (or comment id) a client
+//! holds is always a safe place to resume from. With nothing missing (the
+//! normal case) an event passes at once. What the room does when a gap
+//! lasts is its business (it reads the store): this type only keeps the
+//! order. Messages outside the log (typing, presence) pass straight.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use vridge_protocol::{CommentId, ServerMessage};
+use vridge_protocol::{Seq, ServerMessage};
 
-/// Comments held back per room; beyond that the room gives up waiting.
+/// Events held back per room; beyond that the room gives up waiting.
 pub(super) const MAX_HELD: usize = 1024;
 
 /// What became of an offered comment.
@@ -37,25 +38,24 @@ pub(super) enum Offered {
 pub(super) struct CommentChain {
     /// The newest comment id passed on, in chain order; `None` before any
     /// (and, once `started`, also "the project had no comment").
-    last: Option<CommentId>,
+    last: Option<Seq>,
     /// Whether `last` is known; when not, the next comment starts the chain.
     started: bool,
     /// Comments waiting for a predecessor, by id.
-    held: BTreeMap<CommentId, Arc<ServerMessage>>,
+    held: BTreeMap<Seq, Arc<ServerMessage>>,
 }
 
-/// The id and predecessor of a comment event; `None` for other events.
-pub(super) fn link_of(msg: &ServerMessage) -> Option<(CommentId, Option<CommentId>)> {
-    match msg {
-        ServerMessage::Comment { comment, .. } => Some((comment.id, comment.prev_id)),
-        _ => None,
-    }
+/// The number and predecessor of a durable event (`None` before the
+/// project's first); `None` for messages outside the log.
+pub(super) fn link_of(msg: &ServerMessage) -> Option<(Seq, Option<Seq>)> {
+    msg.event()
+        .map(|e| (e.seq, (e.prev_seq > 0).then_some(e.prev_seq)))
 }
 
 impl CommentChain {
     /// A chain that continues after `last` (the project's newest comment id
     /// when the room started; `None`: it had none).
-    pub(super) fn after(last: Option<CommentId>) -> Self {
+    pub(super) fn after(last: Option<Seq>) -> Self {
         Self {
             last,
             started: true,
@@ -69,7 +69,7 @@ impl CommentChain {
     }
 
     /// The newest comment id passed on.
-    pub(super) fn last(&self) -> Option<CommentId> {
+    pub(super) fn last(&self) -> Option<Seq> {
         self.last
     }
 
@@ -145,7 +145,7 @@ impl CommentChain {
         self.held.clear();
     }
 
-    fn pass(&mut self, id: CommentId) {
+    fn pass(&mut self, id: Seq) {
         self.last = Some(id);
         self.started = true;
     }
@@ -175,14 +175,14 @@ mod tests {
     use super::*;
     use crate::room::test_support::comment;
 
-    fn ids(out: &[Arc<ServerMessage>]) -> Vec<CommentId> {
+    fn ids(out: &[Arc<ServerMessage>]) -> Vec<Seq> {
         out.iter()
             .filter_map(|m| link_of(m))
             .map(|(id, _)| id)
             .collect()
     }
 
-    fn delivered(offered: Offered) -> Vec<CommentId> {
+    fn delivered(offered: Offered) -> Vec<Seq> {
         match offered {
             Offered::Deliver(out) => ids(&out),
             other => panic!("expected a delivery, got {other:?}"),

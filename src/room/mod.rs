@@ -26,13 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use vridge_protocol::{Comment, ServerMessage, UserId};
+use vridge_protocol::{ServerMessage, UserId};
 
 pub use registry::Registry;
 
 use crate::broker::Presence;
 use crate::outbound::Outbox;
-use crate::store::Store;
+use crate::store::{EventPage, Store};
 
 /// Settings every room shares.
 #[derive(Debug, Clone)]
@@ -79,10 +79,10 @@ pub enum RoomCmd {
         user: UserId,
         code: u16,
     },
-    /// The room's own read of the store after a gap in the comment chain
-    /// outlasted its wait: the comments after the last one it delivered,
+    /// The room's own read of the store after a gap in the event chain
+    /// outlasted its wait: the events after the last one it delivered,
     /// oldest first; `None` when the read failed.
-    Fill(Option<Vec<Comment>>),
+    Fill(Option<EventPage>),
 }
 
 /// A cheap, clonable reference to a running room.

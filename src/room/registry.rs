@@ -525,6 +525,7 @@ mod tests {
             })
             .await
             .unwrap()
+            .0
             .id;
         let metrics = Arc::new(Metrics::default());
         let (outbox, mut rx, _) = Outbox::channel(64, Encoding::Json, metrics);
@@ -542,23 +543,26 @@ mod tests {
                     section: None,
                     security: None,
                     timestamp: None,
+                    ..Default::default()
                 })
                 .unwrap(),
                 key: crate::domain::IdempotencyKey::from_client(None).unwrap(),
+                parent: None,
             };
             let out = store.insert_comments(&[request]).await.unwrap();
-            stored.push(out[0].comment.clone());
+            stored.push(out[0].clone());
         }
-        let publish = |c: &vridge_protocol::Comment| {
+        let publish = |c: &crate::store::StoredComment| {
             Arc::new(ServerMessage::Comment {
-                user_id: c.user_id,
-                comment: c.clone(),
+                user_id: c.comment.user_id,
+                comment: c.comment.clone(),
+                event: c.event.clone(),
             })
         };
         reg.deliver(project, publish(&stored[0])).await;
         reg.deliver(project, publish(&stored[2])).await;
         let started = tokio::time::Instant::now();
-        let ids: Vec<i64> = stored.iter().map(|c| c.id).collect();
+        let ids: Vec<i64> = stored.iter().map(|c| c.comment.id).collect();
         assert_eq!(received_ids(&mut rx, 3).await, ids);
         assert!(
             started.elapsed() >= GAP_WAIT,

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use sqlx::QueryBuilder;
-use vridge_protocol::{Feedback, FeedbackId, ProjectId, UserId};
+use vridge_protocol::{EventMeta, Feedback, FeedbackId, ProjectId, UserId};
 
+use super::events::{EventKind, NewEvent, append_events};
 use super::rows::{FeedbackRow, feedback_columns};
 use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
 use crate::domain::Role;
@@ -204,21 +205,41 @@ impl Store {
             .collect()
     }
 
-    pub async fn create_feedback(&self, new: &NewFeedback<'_>) -> Result<Feedback, StoreError> {
+    /// Creates a feedback item and its `feedback_created` event, in one
+    /// transaction.
+    pub async fn create_feedback(
+        &self,
+        new: &NewFeedback<'_>,
+    ) -> Result<(Feedback, EventMeta), StoreError> {
         let now = now_ms();
-        let row = on_pool!(self, pool => sqlx::query_as::<_, FeedbackRow>(concat!("INSERT INTO feedback (project_id, title, priority, video_timestamp, video_url, created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ", feedback_columns!()))
-        .bind(new.project_id)
-        .bind(new.title)
-        .bind(new.priority)
-        .bind(new.timestamp)
-        .bind(new.video_url)
-        .bind(new.created_by)
-        .bind(now)
-        .fetch_one(pool)
-        .await)
-        .map_err(StoreError::from_write)?;
-        Ok(row.into_wire())
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row: FeedbackRow = sqlx::query_as(concat!("INSERT INTO feedback (project_id, title, priority, video_timestamp, video_url, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ", feedback_columns!()))
+            .bind(new.project_id)
+            .bind(new.title)
+            .bind(new.priority)
+            .bind(new.timestamp)
+            .bind(new.video_url)
+            .bind(new.created_by)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from_write)?;
+            let events = [NewEvent {
+                kind: EventKind::FeedbackCreated,
+                actor: new.created_by,
+                comment: None,
+                feedback: Some(row.id),
+                detail: None,
+                key: None,
+            }];
+            let meta = append_events!(tx, new.project_id, &events, now)
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("no event appended".into()))?;
+            tx.commit().await?;
+            Ok((row.into_wire(), meta))
+        })
     }
 
     /// The project a feedback item belongs to.

@@ -5,10 +5,10 @@
 //! queueing for tens of seconds (and, on SQLite, every query is a hand-off
 //! to a worker thread and back). Batched, it is a few hundred queries.
 
-use vridge_protocol::{Comment, ProjectId, UserId};
+use vridge_protocol::{ProjectId, UserId};
 
 use super::coalesce::Coalescer;
-use super::{MAX_BATCHED_KEYS, Store, StoreError};
+use super::{MAX_BATCHED_KEYS, Newest, Store, StoreError};
 use crate::domain::Role;
 
 /// Batches in flight per kind of read: enough to overlap one query's round
@@ -20,7 +20,7 @@ const PARALLEL_BATCHES: usize = 2;
 #[derive(Clone, Debug)]
 pub struct BatchedReads {
     roles: Coalescer<(ProjectId, UserId), Option<Role>>,
-    newest: Coalescer<ProjectId, Vec<Comment>>,
+    newest: Coalescer<ProjectId, Newest>,
 }
 
 impl BatchedReads {
@@ -53,10 +53,10 @@ impl BatchedReads {
         self.roles.get((project, user)).await
     }
 
-    /// As [`Store::latest_comments`] with the limit given at spawn, batched.
-    /// The read starts after this call, never before: a caller that joined
-    /// its room first misses no comment (see `Session::initial_state`).
-    pub async fn newest_comments(&self, project: ProjectId) -> Result<Vec<Comment>, StoreError> {
+    /// As [`Store::latest_comments_of`] for one project with the limit given
+    /// at spawn, batched. The read starts after this call, never before: a
+    /// caller that joined its room first misses no event (see `Hub::join`).
+    pub async fn newest_comments(&self, project: ProjectId) -> Result<Newest, StoreError> {
         self.newest.get(project).await
     }
 }

@@ -4,20 +4,80 @@
 use std::collections::HashMap;
 
 use sqlx::QueryBuilder;
-use vridge_protocol::{Comment, CommentId, ProjectId, Reaction, UserId};
+use vridge_protocol::{Comment, CommentId, EventMeta, ProjectId, Seq, UserId};
 
-use super::rows::{CommentRow, ReactionRow, comment_columns};
+use super::events::{EventKind, NewEvent, append_events};
+use super::rows::{CommentRow, comment_columns};
 use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
-use crate::domain::{Emoji, IdempotencyKey, ValidComment};
+use crate::domain::{IdempotencyKey, ValidComment};
 use crate::time::now_ms;
 
-/// One comment to store. The feedback item's project has been checked.
+/// The newest comments of a project and the log position they reflect.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Newest {
+    pub comments: Vec<Comment>,
+    pub last_seq: Seq,
+}
+
+/// Sets the reply counts (of roots) and reaction counts of `$comments` (a
+/// `&mut [Comment]`) with two grouped reads on the connection `$conn` — a
+/// transaction, when the counts must match a snapshot. A macro for the same
+/// reason as [`append_events!`].
+macro_rules! add_counts {
+    ($conn:expr, $comments:expr) => {{
+        let comments: &mut [vridge_protocol::Comment] = $comments;
+        let ids: Vec<i64> = comments.iter().map(|c| c.id).collect();
+        let mut replies: HashMap<i64, u32> = HashMap::new();
+        let mut reactions: HashMap<i64, Vec<vridge_protocol::ReactionCount>> = HashMap::new();
+        for chunk in ids.chunks($crate::store::MAX_BATCHED_KEYS) {
+            let mut query =
+                QueryBuilder::new("SELECT parent_id, COUNT(*) FROM comments WHERE parent_id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(") GROUP BY parent_id");
+            let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut *$conn).await?;
+            replies.extend(
+                rows.into_iter()
+                    .map(|(id, n)| (id, u32::try_from(n).unwrap_or(u32::MAX))),
+            );
+            let mut query = QueryBuilder::new(
+                "SELECT comment_id, emoji, COUNT(*) FROM reactions WHERE comment_id IN (",
+            );
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(") GROUP BY comment_id, emoji ORDER BY comment_id, emoji");
+            let rows: Vec<(i64, String, i64)> =
+                query.build_query_as().fetch_all(&mut *$conn).await?;
+            for (id, emoji, count) in rows {
+                reactions
+                    .entry(id)
+                    .or_default()
+                    .push(vridge_protocol::ReactionCount {
+                        emoji,
+                        count: u32::try_from(count).unwrap_or(u32::MAX),
+                    });
+            }
+        }
+        for comment in comments.iter_mut() {
+            comment.reply_count = replies.get(&comment.id).copied().unwrap_or(0);
+            comment.reactions = reactions.remove(&comment.id).unwrap_or_default();
+        }
+    }};
+}
+
+/// One comment to store. The feedback item's project has been checked, and
+/// `parent` (for a reply) is a root comment of the same feedback item.
 #[derive(Debug, Clone)]
 pub struct CommentRequest {
     pub project_id: ProjectId,
     pub user_id: UserId,
     pub comment: ValidComment,
     pub key: IdempotencyKey,
+    pub parent: Option<CommentId>,
 }
 
 /// The outcome of one [`CommentRequest`]: the stored comment, and whether it
@@ -26,6 +86,8 @@ pub struct CommentRequest {
 pub struct StoredComment {
     pub comment: Comment,
     pub duplicate: bool,
+    /// The event that added it; `None` for a duplicate.
+    pub event: Option<EventMeta>,
 }
 
 impl Store {
@@ -69,6 +131,7 @@ impl Store {
         let mut projects: Vec<ProjectId> = requests.iter().map(|r| r.project_id).collect();
         projects.sort_unstable();
         projects.dedup();
+        let mut metas_of: HashMap<CommentId, EventMeta> = HashMap::new();
         let (inserted, existing) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             if postgres {
@@ -81,7 +144,7 @@ impl Store {
             }
             let mut insert = QueryBuilder::new(
                 "INSERT INTO comments (project_id, feedback_id, user_id, text, title, section, security, \
-                 video_timestamp, idempotency_key, created_at) ",
+                 video_timestamp, idempotency_key, created_at, parent_id, timestamp_end) ",
             );
             insert.push_values(requests, |mut row, r| {
                 let c = r.comment.inner();
@@ -94,7 +157,9 @@ impl Store {
                     .push_bind(c.security.as_deref())
                     .push_bind(c.timestamp)
                     .push_bind(r.key.as_str())
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(r.parent)
+                    .push_bind(c.timestamp_end);
             });
             insert.push(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ");
             insert.push(comment_columns!());
@@ -130,6 +195,27 @@ impl Store {
                 }
                 link.push(")");
                 link.build().execute(&mut *tx).await?;
+                for project in &projects {
+                    let mut rows: Vec<&CommentRow> =
+                        inserted.iter().filter(|r| r.project_id == *project).collect();
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    rows.sort_unstable_by_key(|r| r.id);
+                    let events: Vec<NewEvent<'_>> = rows
+                        .iter()
+                        .map(|r| NewEvent {
+                            kind: EventKind::CommentAdded,
+                            actor: r.user_id,
+                            comment: Some(r.id),
+                            feedback: Some(r.feedback_id),
+                            detail: None,
+                            key: None,
+                        })
+                        .collect();
+                    let metas = append_events!(tx, *project, &events, now);
+                    metas_of.extend(rows.iter().map(|r| r.id).zip(metas));
+                }
             }
 
             let mut existing: Vec<CommentRow> = Vec::new();
@@ -148,7 +234,7 @@ impl Store {
             tx.commit().await?;
             (inserted, existing)
         });
-        match_outcomes(requests, inserted, existing)
+        match_outcomes(requests, inserted, existing, metas_of)
     }
 
     /// The `limit` newest comments of a project, oldest first.
@@ -166,23 +252,35 @@ impl Store {
         Ok(rows.into_iter().map(CommentRow::into_wire).collect())
     }
 
-    /// The `limit` newest comments of each project, oldest first: what
-    /// [`latest_comments`](Self::latest_comments) answers for each, in one
-    /// query (one index range per project, joined by `UNION ALL`), for the
-    /// batched reads of concurrent connects. A project without comments maps
-    /// to an empty list. One query per [`MAX_BATCHED_KEYS`] projects.
+    /// The `limit` newest comments of each project, oldest first, with
+    /// their reply and reaction counts, and the number of each project's
+    /// newest event: what a connecting socket's `initial_state` shows.
+    /// One query per [`MAX_BATCHED_KEYS`] projects (one index range each,
+    /// joined by `UNION ALL`), for the batched reads of concurrent connects.
+    ///
+    /// Everything is read in one snapshot (a repeatable-read transaction on
+    /// PostgreSQL; SQLite's read transaction is one), so `last_seq` is
+    /// exactly the log position the comments and counts reflect: live events
+    /// after it are news to the client, and none before it is.
     pub async fn latest_comments_of(
         &self,
         projects: &[ProjectId],
         limit: u32,
-    ) -> Result<HashMap<ProjectId, Vec<Comment>>, StoreError> {
-        let mut by_project: HashMap<ProjectId, Vec<Comment>> =
-            projects.iter().map(|p| (*p, Vec::new())).collect();
+    ) -> Result<HashMap<ProjectId, Newest>, StoreError> {
+        let mut by_project: HashMap<ProjectId, Newest> =
+            projects.iter().map(|p| (*p, Newest::default())).collect();
         if projects.is_empty() {
             return Ok(by_project);
         }
+        let postgres = matches!(self, Store::Postgres(_));
         for chunk in projects.chunks(MAX_BATCHED_KEYS) {
-            let rows: Vec<CommentRow> = on_pool!(self, pool => {
+            let (mut comments, seqs) = on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                if postgres {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let mut query = QueryBuilder::new("");
                 for (i, project) in chunk.iter().enumerate() {
                     if i > 0 {
@@ -194,18 +292,45 @@ impl Store {
                     query.push_bind(i64::from(limit));
                     query.push(format_args!(") AS newest_{i}"));
                 }
-                query.build_query_as().fetch_all(pool).await
-            })?;
-            for row in rows {
-                if let Some(comments) = by_project.get_mut(&row.project_id) {
-                    comments.push(row.into_wire());
+                let rows: Vec<CommentRow> = query.build_query_as().fetch_all(&mut *tx).await?;
+                let mut seqs = QueryBuilder::new("SELECT id, last_seq FROM projects WHERE id IN (");
+                let mut list = seqs.separated(", ");
+                for project in chunk {
+                    list.push_bind(*project);
+                }
+                seqs.push(")");
+                let seqs: Vec<(i64, i64)> = seqs.build_query_as().fetch_all(&mut *tx).await?;
+                let mut comments: Vec<Comment> = rows.into_iter().map(CommentRow::into_wire).collect();
+                add_counts!(tx, &mut comments);
+                tx.commit().await?;
+                (comments, seqs)
+            });
+            for (project, last_seq) in seqs {
+                if let Some(newest) = by_project.get_mut(&project) {
+                    newest.last_seq = last_seq;
+                }
+            }
+            comments.sort_unstable_by_key(|c| c.id);
+            for comment in comments {
+                if let Some(newest) = by_project.get_mut(&comment.project_id) {
+                    newest.comments.push(comment);
                 }
             }
         }
-        for comments in by_project.values_mut() {
-            comments.sort_unstable_by_key(|c| c.id);
-        }
         Ok(by_project)
+    }
+
+    /// Sets the reply and reaction counts of `comments` (see
+    /// [`Comment::reply_count`], [`Comment::reactions`]).
+    pub async fn with_counts(
+        &self,
+        mut comments: Vec<Comment>,
+    ) -> Result<Vec<Comment>, StoreError> {
+        on_pool!(self, pool => {
+            let mut conn = pool.acquire().await?;
+            add_counts!(conn, &mut comments);
+        });
+        Ok(comments)
     }
 
     /// The id of the project's newest comment, if it has any.
@@ -236,41 +361,6 @@ impl Store {
         .fetch_all(pool)
         .await)?;
         Ok(rows.into_iter().map(CommentRow::into_wire).collect())
-    }
-
-    /// The project a comment belongs to.
-    pub async fn comment_project(
-        &self,
-        comment: CommentId,
-    ) -> Result<Option<ProjectId>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT project_id FROM comments WHERE id = $1",
-        )
-        .bind(comment)
-        .fetch_optional(pool)
-        .await)?)
-    }
-
-    /// Stores a reaction; `None` when this user already reacted to this
-    /// comment with this emoji (nothing is written twice).
-    pub async fn add_reaction(
-        &self,
-        comment: CommentId,
-        user: UserId,
-        emoji: &Emoji,
-    ) -> Result<Option<Reaction>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as::<_, ReactionRow>(
-            "INSERT INTO reactions (comment_id, user_id, emoji, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (comment_id, user_id, emoji) DO NOTHING RETURNING comment_id, user_id, emoji, created_at",
-        )
-        .bind(comment)
-        .bind(user)
-        .bind(emoji.as_str())
-        .bind(now_ms())
-        .fetch_optional(pool)
-        .await)
-        .map_err(StoreError::from_write)?;
-        Ok(row.map(ReactionRow::into_wire))
     }
 }
 
@@ -311,6 +401,7 @@ fn match_outcomes(
     requests: &[CommentRequest],
     inserted: Vec<CommentRow>,
     existing: Vec<CommentRow>,
+    mut metas_of: HashMap<CommentId, EventMeta>,
 ) -> Result<Vec<StoredComment>, StoreError> {
     let mut fresh: HashMap<(UserId, String), CommentRow> = inserted
         .into_iter()
@@ -328,6 +419,7 @@ fn match_outcomes(
                 let comment = row.into_wire();
                 known.insert(key, comment.clone());
                 return Ok(StoredComment {
+                    event: metas_of.remove(&comment.id),
                     comment,
                     duplicate: false,
                 });
@@ -337,10 +429,83 @@ fn match_outcomes(
                 .map(|c| StoredComment {
                     comment: c.clone(),
                     duplicate: true,
+                    event: None,
                 })
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("no row for idempotency key of user {}", r.user_id))
                 })
         })
         .collect()
+}
+
+/// An earlier version of an edited comment.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CommentVersion {
+    /// 1 is the text as first posted.
+    pub version: i64,
+    pub text: String,
+    pub title: Option<String>,
+    pub section: Option<String>,
+    /// When this version was written (Unix ms).
+    pub written_at: i64,
+}
+
+/// What a reply needs to know of the comment it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct CommentRef {
+    pub project_id: ProjectId,
+    pub feedback_id: i64,
+    /// Its own parent: a reply to a reply is attached to this root.
+    pub parent_id: Option<CommentId>,
+}
+
+impl Store {
+    /// Where a comment sits (for replies and changes); `None` when there is
+    /// no such comment.
+    pub async fn comment_ref(&self, id: CommentId) -> Result<Option<CommentRef>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as(
+            "SELECT project_id, feedback_id, parent_id FROM comments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// The thread a comment belongs to: its root (with counts) and every
+    /// reply to it, oldest first; `None` when there is no such comment.
+    pub async fn thread(
+        &self,
+        id: CommentId,
+    ) -> Result<Option<(Comment, Vec<Comment>)>, StoreError> {
+        let Some(at) = self.comment_ref(id).await? else {
+            return Ok(None);
+        };
+        let root = at.parent_id.unwrap_or(id);
+        let rows: Vec<CommentRow> = on_pool!(self, pool => sqlx::query_as(concat!(
+            "SELECT ", comment_columns!(), " FROM comments WHERE id = $1 OR parent_id = $1 ORDER BY id"
+        ))
+        .bind(root)
+        .fetch_all(pool)
+        .await)?;
+        let mut comments = self
+            .with_counts(rows.into_iter().map(CommentRow::into_wire).collect())
+            .await?
+            .into_iter();
+        let Some(first) = comments.next().filter(|c| c.id == root) else {
+            return Err(StoreError::Corrupt(format!("thread {root} has no root")));
+        };
+        Ok(Some((first, comments.collect())))
+    }
+
+    /// A comment's earlier versions, oldest first (none when it was never
+    /// edited, or was deleted).
+    pub async fn comment_versions(&self, id: CommentId) -> Result<Vec<CommentVersion>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as(
+            "SELECT version, text, title, section, written_at FROM comment_versions \
+             WHERE comment_id = $1 ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await)?)
+    }
 }

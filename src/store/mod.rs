@@ -9,8 +9,10 @@
 mod accounts;
 mod batched;
 mod bulk;
+mod changes;
 mod coalesce;
 mod comments;
+mod events;
 mod feedback;
 mod projects;
 mod refresh_tokens;
@@ -29,7 +31,9 @@ use sqlx::sqlite::{
 pub use accounts::{NewFeedback, NewUser, Project, User};
 pub use batched::BatchedReads;
 pub use bulk::{BulkProject, ProvisionedProject};
-pub use comments::{CommentRequest, StoredComment};
+pub use changes::{ChangeError, ChangeOutcome, ChangeRequest, CommentChange};
+pub use comments::{CommentRef, CommentRequest, CommentVersion, Newest, StoredComment};
+pub use events::EventPage;
 pub use feedback::FeedbackStats;
 pub use projects::{AddMember, Member, ProjectChanges, ProjectSummary, StatusFilter};
 pub use refresh_tokens::RefreshUse;

@@ -9,7 +9,8 @@ use crate::time::rfc3339;
 /// sqlx refuses SQL built at run time unless it is audited.
 macro_rules! comment_columns {
     () => {
-        "id, project_id, feedback_id, user_id, text, title, section, security, video_timestamp, idempotency_key, created_at, prev_id"
+        "id, project_id, feedback_id, user_id, text, title, section, security, video_timestamp, idempotency_key, created_at, prev_id, \
+         parent_id, timestamp_end, edited_at, deleted_at, resolved_at, resolved_by"
     };
 }
 pub(crate) use comment_columns;
@@ -29,6 +30,12 @@ pub struct CommentRow {
     pub created_at: i64,
     /// The previous comment of the project; NULL for the first.
     pub prev_id: Option<i64>,
+    pub parent_id: Option<i64>,
+    pub timestamp_end: Option<f64>,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub resolved_by: Option<i64>,
 }
 
 impl CommentRow {
@@ -45,6 +52,14 @@ impl CommentRow {
             timestamp: self.video_timestamp,
             created: rfc3339(self.created_at),
             prev_id: self.prev_id,
+            parent_id: self.parent_id,
+            timestamp_end: self.timestamp_end,
+            edited_at: self.edited_at.map(rfc3339),
+            deleted_at: self.deleted_at.map(rfc3339),
+            resolved_at: self.resolved_at.map(rfc3339),
+            resolved_by: self.resolved_by,
+            reply_count: 0,
+            reactions: Vec::new(),
         }
     }
 }

@@ -29,7 +29,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::Instrument;
-use vridge_protocol::{CommentId, Encoding};
+use vridge_protocol::Encoding;
 
 use crate::config::SocketConfig;
 
@@ -114,12 +114,13 @@ fn token_of(req: &Request) -> Option<String> {
     })
 }
 
-/// `?since=<comment id>`: the client resumes after the newest comment it
-/// holds. Anything that is not an id is ignored (a plain join).
-fn since_of(req: &Request) -> Option<CommentId> {
+/// A number from the query string (`?since=<comment id>`, `?since_seq=<event
+/// number>`: the client resumes after the newest it holds). Anything that is
+/// not a number is ignored (a plain join).
+fn query_number(req: &Request, name: &str) -> Option<i64> {
     req.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "since")
+            .find(|(k, _)| k == name)
             .and_then(|(_, v)| v.parse().ok())
     })
 }
@@ -169,7 +170,8 @@ async fn upgrade(
         project,
         token: token_of(&req),
         encoding,
-        since: since_of(&req),
+        since: query_number(&req, "since"),
+        since_seq: query_number(&req, "since_seq"),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let socket_config = ctx.settings.ws_config;

@@ -19,8 +19,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use vridge_protocol::codec::{client_msg_id_of, decode_client, encode};
 use vridge_protocol::{
-    ClientMessage, CommentId, DecodeError, Encoding, NewComment, NewReaction, ProjectId,
-    ServerMessage, close,
+    ClientMessage, CommentId, DecodeError, Encoding, NewComment, ProjectId, Seq, ServerMessage,
+    close,
 };
 
 use super::SessionContext;
@@ -30,7 +30,7 @@ use super::preamble::{Preamble, server_frame};
 use super::writer::{self, WriterSettings};
 use crate::auth::{AccessGrant, AuthError};
 use crate::broker::SocketSlot;
-use crate::hub::{Author, CommandError, JoinRequest, Joined};
+use crate::hub::{Author, Command, CommandError, JoinRequest, Joined};
 use crate::limits::LimitedKind;
 use crate::outbound::{Closer, Inbox, Outbox};
 use crate::room::{ConnId, RoomHandle};
@@ -48,6 +48,8 @@ pub struct Handshake {
     pub encoding: Encoding,
     /// `?since=`: the newest comment id the client holds (a resume).
     pub since: Option<CommentId>,
+    /// `?since_seq=`: the newest event the client holds (a resume by event).
+    pub since_seq: Option<Seq>,
 }
 
 /// Opens a socket: admits it (authentication, membership, socket slots),
@@ -71,6 +73,7 @@ where
         mut rx,
         preamble,
         watermark,
+        seq_watermark,
         slots,
         grant,
     } = admit(&ctx, &mut ws, handshake).await?;
@@ -78,6 +81,7 @@ where
     drop(preamble);
     let (sink, stream) = ws.split();
     rx.set_watermark(watermark);
+    rx.set_seq_watermark(seq_watermark);
     let last_seen = Arc::new(LastSeen::new());
     last_seen.set_token(&grant);
     let settings = WriterSettings {
@@ -155,6 +159,7 @@ struct Admitted {
     rx: Inbox,
     preamble: Bytes,
     watermark: Option<CommentId>,
+    seq_watermark: Option<Seq>,
     /// This node's and the cluster's socket slots, held until the socket ends.
     slots: (ConnectionGuard, SocketSlot),
     /// The token the socket opened with: it closes when that expires,
@@ -225,6 +230,7 @@ where
             user,
             outbox: outbox.clone(),
             since: handshake.since,
+            since_seq: handshake.since_seq,
         })
         .await;
     let preamble = match joined {
@@ -232,15 +238,16 @@ where
             room,
             state,
             watermark,
+            seq_watermark,
         }) => encode(handshake.encoding, &ServerMessage::InitialState(state))
-            .map(|bytes| (room, bytes, watermark))
+            .map(|bytes| (room, bytes, watermark, seq_watermark))
             .map_err(|e| tracing::error!(error = %e, "encoding initial_state failed")),
         Err(e) => {
             tracing::error!(error = %e, "joining failed");
             Err(())
         }
     };
-    let Ok((room, preamble, watermark)) = preamble else {
+    let Ok((room, preamble, watermark, seq_watermark)) = preamble else {
         refuse(ws, close::INTERNAL_ERROR).await;
         ctx.metrics.sockets_open.fetch_sub(1, Relaxed);
         return None;
@@ -262,6 +269,7 @@ where
         rx,
         preamble,
         watermark,
+        seq_watermark,
         slots: (slot, cluster_slot),
         grant,
     })
@@ -415,7 +423,7 @@ impl Session {
         {
             self.ctx.metrics.rate_limited.fetch_add(1, Relaxed);
             let id = match &msg {
-                Ok(ClientMessage::CommentAdd { client_msg_id, .. }) => client_msg_id.clone(),
+                Ok(m) => m.client_msg_id().map(str::to_owned),
                 _ => None,
             };
             return self.error_for("Rate limit exceeded", id);
@@ -423,7 +431,9 @@ impl Session {
         match msg {
             // A comment whose body did not decode still names its
             // `client_msg_id` when it has a readable one.
-            Err(e @ DecodeError::InvalidComment) => {
+            // A command whose body did not decode still names its
+            // `client_msg_id` when it has a readable one.
+            Err(e @ (DecodeError::InvalidComment | DecodeError::InvalidReaction)) => {
                 self.error_for(e.to_string(), client_msg_id_of(encoding, frame))
             }
             Err(e) => self.error(e.to_string()),
@@ -432,8 +442,40 @@ impl Session {
                 client_msg_id,
             }) => self.comment_add(comment, client_msg_id).await,
             Ok(ClientMessage::TypingIndicator { is_typing }) => self.typing(is_typing).await,
-            Ok(ClientMessage::ReactionAdd { reaction }) => self.reaction_add(reaction).await,
             Ok(ClientMessage::RefreshToken { token }) => self.refresh_token(&token, clock),
+            Ok(ClientMessage::ReactionAdd {
+                reaction,
+                client_msg_id,
+            }) => self.change(Command::React(reaction), client_msg_id).await,
+            Ok(ClientMessage::ReactionRemove {
+                reaction,
+                client_msg_id,
+            }) => self.change(Command::Unreact(reaction), client_msg_id).await,
+            Ok(ClientMessage::CommentEdit {
+                edit,
+                client_msg_id,
+            }) => self.change(Command::Edit(edit), client_msg_id).await,
+            Ok(ClientMessage::CommentDelete {
+                comment_id,
+                client_msg_id,
+            }) => {
+                self.change(Command::Delete(comment_id), client_msg_id)
+                    .await
+            }
+            Ok(ClientMessage::CommentResolve {
+                comment_id,
+                client_msg_id,
+            }) => {
+                self.change(Command::Resolve(comment_id), client_msg_id)
+                    .await
+            }
+            Ok(ClientMessage::CommentReopen {
+                comment_id,
+                client_msg_id,
+            }) => {
+                self.change(Command::Reopen(comment_id), client_msg_id)
+                    .await
+            }
         }
     }
 
@@ -469,10 +511,15 @@ impl Session {
         }
     }
 
-    async fn reaction_add(&self, reaction: NewReaction) {
+    /// A change to a stored comment; refused ones are answered with the
+    /// reason, naming the command's `client_msg_id`.
+    async fn change(&self, command: Command, client_msg_id: Option<String>) {
         let hub = &self.ctx.hub;
-        if let Err(e) = hub.reaction_add(self.author, reaction, &self.outbox).await {
-            self.refused(e);
+        if let Err(e) = hub
+            .change(self.author, command, client_msg_id.as_deref(), &self.outbox)
+            .await
+        {
+            self.error_for(e.to_string(), client_msg_id);
         }
     }
 

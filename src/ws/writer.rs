@@ -343,6 +343,7 @@ mod tests {
         OutFrame {
             bytes: Bytes::from(format!(r#"{{"type":"x","n":"{text}"}}"#)),
             comment_id,
+            ..Default::default()
         }
     }
 

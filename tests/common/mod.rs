@@ -225,6 +225,7 @@ impl TestServer {
                     })
                     .await
                     .expect("feedback")
+                    .0
                     .id,
             );
         }
@@ -405,6 +406,7 @@ pub fn comment_add(feedback: i64, text: &str, client_msg_id: Option<&str>) -> Cl
             section: None,
             security: None,
             timestamp: Some(3.25),
+            ..Default::default()
         },
         client_msg_id: client_msg_id.map(str::to_owned),
     }

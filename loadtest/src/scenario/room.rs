@@ -347,6 +347,7 @@ impl Member2 {
                                 section: None,
                                 security: None,
                                 timestamp: None,
+                                ..Default::default()
                             },
                             client_msg_id: Some(format!("lt{run_id}-{i}")),
                         },
