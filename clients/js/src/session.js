@@ -159,6 +159,14 @@ export class ProjectSession {
     this.lastSeq = null;
     /** @type {number | null} while paging the history by comment id: the lowest `last_seq` of its pages */
     this.historySeq = null;
+    /**
+     * The next connect asks for no resume: its `initial_state` (the newest
+     * comments and `last_seq`, read together) tells whether the server keeps
+     * an event log, when a history by comment id came without `last_seq`.
+     */
+    this.probing = false;
+    /** The server answered a plain connect without `last_seq`: no event log. */
+    this.noLog = false;
     /** gap resumes since the last event that applied cleanly */
     this.gapResumes = 0;
     /** @type {Set<number>} */
@@ -255,8 +263,9 @@ export class ProjectSession {
 
   /** The resume cursor of the next connect: by event seq when known, else by comment id. */
   cursor() {
-    if (this.lastSeq !== null) return `since_seq=${this.lastSeq}`;
-    return `since=${this.newestId ?? 0}`;
+    if (this.lastSeq !== null) return `&since_seq=${this.lastSeq}`;
+    if (this.probing) return '';
+    return `&since=${this.newestId ?? 0}`;
   }
 
   async open() {
@@ -272,7 +281,7 @@ export class ProjectSession {
     }
     if (gen !== this.gen || this.stopped || this.offline) return;
     this.needFreshToken = false;
-    const url = `${this.base}/ws/feedback/${this.projectId}?token=${encodeURIComponent(token)}&${this.cursor()}`;
+    const url = `${this.base}/ws/feedback/${this.projectId}?token=${encodeURIComponent(token)}${this.cursor()}`;
     const protocols = this.encoding === 'msgpack' ? ['feedback.v1.msgpack'] : ['feedback.v1.json'];
     let ws;
     try {
@@ -468,6 +477,17 @@ export class ProjectSession {
       return this.goLive();
     }
 
+    if (this.probing) {
+      // The plain connect after a history without `last_seq`: its newest
+      // comments and `last_seq` are one snapshot, the watermark to resume
+      // by seq from. Without `last_seq` the server has no event log.
+      this.probing = false;
+      for (const c of m.comments ?? []) this.hold(c, { snapshotSeq });
+      if (snapshotSeq === null) this.noLog = true;
+      else this.lastSeq = snapshotSeq;
+      return this.goLive();
+    }
+
     if (this.lastSeq !== null) {
       // Asked by event number, answered without: a server without the
       // event log (a rollback). Resume by comment id from what is held.
@@ -488,6 +508,13 @@ export class ProjectSession {
       this.historySeq = null;
       this.lastSeq = floor;
       if (snapshotSeq !== null && snapshotSeq > floor) return this.resume();
+    } else if (!this.noLog) {
+      // The history came without `last_seq` (the server sends it only with
+      // the newest comments, not on a resume by id): learn it from a plain
+      // connect. What changes between this read and that one is not
+      // replayed; the newest comments are re-read with it.
+      this.probing = true;
+      return this.resume();
     }
     this.goLive();
   }

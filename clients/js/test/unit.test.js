@@ -61,23 +61,55 @@ async function session(extra = {}) {
   return { s, tokens };
 }
 
+/**
+ * A server without the event log: the history by comment id, then the plain
+ * connect the session makes to learn `last_seq`, answered without it.
+ */
+async function noLog(comments, extra = {}) {
+  FakeSocket.last().receive(initial(comments, { resumed_from: 0, resume_complete: true, ...extra }));
+  await settle();
+  const probe = FakeSocket.last();
+  assert.ok(!probe.url.searchParams.has('since') && !probe.url.searchParams.has('since_seq'), `a plain connect: ${probe.url}`);
+  probe.receive(initial(comments.slice(-20)));
+}
+
 test('the first connect asks for the whole history, a reconnect for what is newer', async () => {
   const { s } = await session();
   const first = FakeSocket.last();
   assert.equal(first.url.pathname, '/ws/feedback/7');
   assert.equal(first.url.protocol, 'ws:');
   assert.equal(first.url.searchParams.get('since'), '0');
-  first.receive(initial([comment(1, null), comment(2, 1)]));
+  await noLog([comment(1, null), comment(2, 1)]);
   assert.equal(s.state, 'live');
-  first.drop(1006);
+  FakeSocket.last().drop(1006);
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(FakeSocket.last().url.searchParams.get('since'), '2');
+  assert.equal(FakeSocket.all.length, 3, 'the server has no log: no second plain connect');
+  FakeSocket.last().receive(initial([], { resumed_from: 2, resume_complete: true }));
+  assert.equal(s.state, 'live');
+  s.close();
+});
+
+test('a history without last_seq: a plain connect learns it, and every later connect resumes by seq', async () => {
+  const { s } = await session();
+  FakeSocket.last().receive(initial([comment(1, null), comment(2, 1)], { resumed_from: 0, resume_complete: true }));
+  await settle();
+  const probe = FakeSocket.last();
+  assert.deepEqual([probe.url.searchParams.has('since'), probe.url.searchParams.has('since_seq')], [false, false]);
+  assert.notEqual(s.state, 'live');
+  probe.receive(initial([comment(1, null), { ...comment(2, 1), reactions: [{ emoji: '👍', count: 1 }] }], { last_seq: 9 }));
+  assert.equal(s.state, 'live');
+  assert.equal(s.lastSeq, 9);
+  assert.deepEqual(s.byId.get(2).reactions, [{ emoji: '👍', count: 1 }], 'the newest comments as of last_seq');
+  probe.drop(1006);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(FakeSocket.last().url.searchParams.get('since_seq'), '9');
   s.close();
 });
 
 test('a prev_id that does not chain resumes from the newest id held; nothing is shown twice', async () => {
   const { s } = await session();
-  FakeSocket.last().receive(initial([comment(1, null), comment(2, 1)]));
+  await noLog([comment(1, null), comment(2, 1)]);
   const gaps = [];
   s.on('gap', (g) => gaps.push(g));
   FakeSocket.last().receive({ type: 'comment', comment: comment(4, 3) });
@@ -98,11 +130,11 @@ test('resync and an incomplete resume both resume again', async () => {
   await settle();
   assert.equal(FakeSocket.all.length, 2);
   assert.equal(FakeSocket.last().url.searchParams.get('since'), '1');
-  FakeSocket.last().receive(initial([comment(2, 1)], { resumed_from: 1, resume_complete: true }));
+  await noLog([comment(2, 1)], { resumed_from: 1 });
   assert.equal(s.state, 'live');
   FakeSocket.last().receive({ type: 'resync', reason: 'test' });
   await settle();
-  assert.equal(FakeSocket.all.length, 3);
+  assert.equal(FakeSocket.all.length, 4);
   assert.equal(FakeSocket.last().url.searchParams.get('since'), '2');
   s.close();
 });
@@ -110,7 +142,7 @@ test('resync and an incomplete resume both resume again', async () => {
 test('token_expiring: a fresh token is sent on the same socket', async () => {
   const { s, tokens } = await session();
   const ws = FakeSocket.last();
-  ws.receive(initial([]));
+  ws.receive(initial([], { last_seq: 0 }));
   ws.receive({ type: 'token_expiring', expires_at: 1 });
   await settle();
   assert.deepEqual(tokens, [false, true]);
@@ -167,7 +199,7 @@ test('1001, 4008 and 4009 reconnect', async () => {
 test('a named comment error rejects its promise; only retryable ones stay in the outbox', async () => {
   const { s } = await session();
   const ws = FakeSocket.last();
-  ws.receive(initial([]));
+  ws.receive(initial([], { last_seq: 0 }));
   const bad = s.addComment({ feedback_id: 1, text: 'bad' });
   const later = s.addComment({ feedback_id: 1, text: 'later' });
   await settle();
@@ -368,7 +400,7 @@ test('a history paged by id resumes by seq from its earliest page, counting noth
 
 test('a server without the event log is resumed by comment id, and so is one rolled back to it', async () => {
   const { s } = await session();
-  FakeSocket.last().receive(initial([comment(1, null)], { resumed_from: 0, resume_complete: true }));
+  await noLog([comment(1, null)]);
   assert.equal(s.lastSeq, null);
   FakeSocket.last().receive({ type: 'comment', comment: comment(2, 1) });
   FakeSocket.last().drop(1006);
