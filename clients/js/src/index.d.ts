@@ -29,6 +29,8 @@ export declare const CloseCode: Readonly<{
 
 export declare const CommentErrors: Readonly<{
   NOT_STORED: 'Comment could not be stored, please retry';
+  CHANGE_NOT_STORED: 'Change could not be stored, please retry';
+  REACTION_NOT_STORED: 'Reaction could not be stored, please retry';
   INVALID: 'Invalid comment data';
   INVALID_REACTION: 'Invalid reaction data';
   PERMISSION: 'Permission denied';

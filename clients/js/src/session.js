@@ -49,6 +49,8 @@ export const CloseCode = Object.freeze({
 /** The server's errors about one command, by message. */
 export const CommentErrors = Object.freeze({
   NOT_STORED: 'Comment could not be stored, please retry',
+  CHANGE_NOT_STORED: 'Change could not be stored, please retry',
+  REACTION_NOT_STORED: 'Reaction could not be stored, please retry',
   INVALID: 'Invalid comment data',
   INVALID_REACTION: 'Invalid reaction data',
   PERMISSION: 'Permission denied',
@@ -56,7 +58,12 @@ export const CommentErrors = Object.freeze({
 });
 const COMMENT_ERRORS = new Set(Object.values(CommentErrors));
 /** Retried from the outbox: the command is fine, the moment was not. */
-const RETRYABLE = new Set([CommentErrors.NOT_STORED, CommentErrors.RATE_LIMITED]);
+const RETRYABLE = new Set([
+  CommentErrors.NOT_STORED,
+  CommentErrors.CHANGE_NOT_STORED,
+  CommentErrors.REACTION_NOT_STORED,
+  CommentErrors.RATE_LIMITED,
+]);
 /** Longest comment text the server takes, in characters. */
 export const MAX_COMMENT_CHARS = 10_000;
 /** The largest video position the server takes for a range, in seconds. */
@@ -104,6 +111,9 @@ const isText = (v) => {
   const chars = [...v].length;
   return chars >= 1 && chars <= MAX_COMMENT_CHARS;
 };
+
+/** An emoji as the server takes it: 1..=32 characters, no whitespace or control characters. @param {unknown} v */
+const isEmoji = (v) => typeof v === 'string' && [...v].length >= 1 && [...v].length <= 32 && !/[\s\p{Cc}]/u.test(v);
 
 /** @param {unknown} v @returns {boolean} */
 const isPosition = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_TIMESTAMP;
@@ -926,14 +936,14 @@ export class ProjectSession {
    * @returns {Promise<Ack>}
    */
   addReaction(commentId, emoji) {
-    const p = this.command('reaction_add', { reaction: { comment_id: commentId, emoji } }, isId(commentId) && typeof emoji === 'string' && emoji.length > 0);
+    const p = this.command('reaction_add', { reaction: { comment_id: commentId, emoji } }, isId(commentId) && isEmoji(emoji));
     p.catch(() => {});
     return p;
   }
 
   /** Takes one's own reaction back (like {@link addReaction}). @param {number} commentId @param {string} emoji @returns {Promise<Ack>} */
   removeReaction(commentId, emoji) {
-    const p = this.command('reaction_remove', { reaction: { comment_id: commentId, emoji } }, isId(commentId) && typeof emoji === 'string' && emoji.length > 0);
+    const p = this.command('reaction_remove', { reaction: { comment_id: commentId, emoji } }, isId(commentId) && isEmoji(emoji));
     p.catch(() => {});
     return p;
   }

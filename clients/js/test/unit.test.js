@@ -484,6 +484,8 @@ test('a command refused by name rejects with the command; invalid input never le
   await assert.rejects(s.editComment(1, { text: '' }), /Invalid comment data/);
   await assert.rejects(s.resolveComment(/** @type {any} */ ('1')), /Invalid comment data/);
   await assert.rejects(s.addReaction(1, ''), /Invalid reaction data/);
+  await assert.rejects(s.addReaction(1, 'thumbs up'), /Invalid reaction data/, 'no whitespace');
+  await assert.rejects(s.removeReaction(1, 'x'.repeat(33)), /Invalid reaction data/);
   await assert.rejects(s.addComment({ feedback_id: 1, text: 'r', timestamp_end: 5 }), /Invalid comment data/, 'an end needs a start');
   await assert.rejects(s.addComment({ feedback_id: 1, text: 'r', timestamp: 6, timestamp_end: 5 }), /Invalid comment data/);
   await assert.rejects(s.addComment({ feedback_id: 1, text: 'r', timestamp: 6, timestamp_end: 90_000 }), /Invalid comment data/);
@@ -529,5 +531,23 @@ test('a server that keeps sending a broken chain gets backoff, not a reconnect l
   }
   assert.equal(FakeSocket.all.length, 3, 'two immediate resumes, then a backoff');
   assert.equal(s.state, 'reconnecting');
+  s.close();
+});
+
+test('a change or reaction that could not be stored stays in the outbox and is sent again with its id', async () => {
+  const { s } = await session();
+  const ws = FakeSocket.last();
+  ws.receive(initial([comment(1, null)], { resumed_from: 0, resume_complete: true, last_seq: 1 }));
+  const edit = s.editComment(1, { text: 'again' });
+  const react = s.addReaction(1, '👍');
+  await settle();
+  const [e, r] = ws.sent.map((m) => m.client_msg_id);
+  ws.receive({ type: 'error', message: 'Change could not be stored, please retry', client_msg_id: e });
+  ws.receive({ type: 'error', message: 'Reaction could not be stored, please retry', client_msg_id: r });
+  await assert.rejects(edit, (err) => err.retryable === true && err.command === 'comment_edit');
+  await assert.rejects(react, (err) => err.retryable === true && err.command === 'reaction_add');
+  assert.equal(s.waiting.length, 2);
+  await new Promise((res) => setTimeout(res, 20));
+  assert.deepEqual(ws.sent.slice(2).map((m) => m.client_msg_id), [e, r]);
   s.close();
 });
