@@ -76,6 +76,7 @@ contract!(
     a_taken_email_or_membership_is_a_conflict,
     feedback_belongs_to_its_project,
     comment_ids_become_visible_in_id_order_under_concurrent_writers,
+    events_become_visible_in_seq_order_under_concurrent_writers_of_every_kind,
     each_comment_links_to_the_previous_comment_of_its_project,
 );
 
@@ -896,6 +897,101 @@ async fn feedback_belongs_to_its_project(store: &Store) {
 /// Two writers (as two nodes would) insert into one project while a reader
 /// follows with "everything after the newest id I have read". If a lower id
 /// could become visible after a higher one, the reader would skip it.
+/// Writers of every kind at once — comment batches spanning both projects,
+/// reactions, status changes — and a reader following the log by `seq`:
+/// the reader sees every number once with no hole (a lower number never
+/// commits after a higher one is visible), and comment events keep id order.
+async fn events_become_visible_in_seq_order_under_concurrent_writers_of_every_kind(store: &Store) {
+    let w = Arc::new(world(store).await);
+    let target = store
+        .insert_comments(&[request(&w, w.users[0], "target", None)])
+        .await
+        .unwrap()[0]
+        .comment
+        .id;
+    let mut writers = Vec::new();
+    for n in 0..2 {
+        let (store, w) = (store.clone(), w.clone());
+        writers.push(tokio::spawn(async move {
+            for round in 0..30 {
+                let batch = vec![
+                    request(&w, w.users[n], &format!("c{n}-{round}"), None),
+                    request_in(w.other_project, w.other_feedback, w.users[0], "o", None),
+                    request(&w, w.users[n], &format!("d{n}-{round}"), None),
+                ];
+                store.insert_comments(&batch).await.unwrap();
+            }
+        }));
+    }
+    {
+        let (store, w) = (store.clone(), w.clone());
+        writers.push(tokio::spawn(async move {
+            for round in 0..30 {
+                let emoji = Emoji::parse(&format!("e{round}")).unwrap();
+                let req = change(
+                    &w,
+                    w.users[1],
+                    Role::Editor,
+                    target,
+                    CommentChange::React(emoji),
+                );
+                applied_seq(store.change_comment(&req).await);
+                let status = if round % 2 == 0 { "closed" } else { "open" };
+                store
+                    .update_feedback(w.feedback, w.users[1], Some(status), None)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        }));
+    }
+    let reader = {
+        let (store, w) = (store.clone(), w.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let (mut since, mut idle) = (0, 0);
+            while idle < 50 {
+                let page = store.events_since(w.project, since, 1000).await.unwrap();
+                if page.events.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    continue;
+                }
+                idle = 0;
+                for e in &page.events {
+                    let seq = e.seq().unwrap();
+                    assert_eq!(seq, since + 1, "no hole after {since}");
+                    since = seq;
+                    seen.push(e.clone());
+                }
+            }
+            seen
+        })
+    };
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    // The world's feedback item, the target, 2 x 30 x 2 comments, 30
+    // reactions and 30 status changes.
+    assert_eq!(seen.len(), 2 + 120 + 60);
+    assert_eq!(store.last_seq(w.project).await.unwrap(), Some(182));
+    let comment_ids: Vec<i64> = seen
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Comment { comment, .. } => Some(comment.id),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        comment_ids.windows(2).all(|p| p[0] < p[1]),
+        "comments in id order"
+    );
+    let other = store.events_since(w.other_project, 0, 1000).await.unwrap();
+    let seqs: Vec<i64> = other.events.iter().filter_map(ServerMessage::seq).collect();
+    assert_eq!(seqs, (1..=61).collect::<Vec<i64>>());
+}
+
 async fn comment_ids_become_visible_in_id_order_under_concurrent_writers(store: &Store) {
     let w = Arc::new(world(store).await);
     let writers: Vec<_> = (0..3)

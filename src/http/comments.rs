@@ -141,6 +141,11 @@ pub async fn feedback_comments(
     let limit = limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let open_only = q.open.unwrap_or(false);
+    // Comments change after they are posted (edits, replies, reactions,
+    // resolution), and every such change is an event of the project: the
+    // tag names the project's newest event, read before the page so that
+    // it never claims a state newer than the page shows.
+    let newest = app.store.last_seq(project).await?.unwrap_or(0);
     // One extra row tells whether another page follows.
     let mut rows = app
         .store
@@ -153,10 +158,6 @@ pub async fn feedback_comments(
     } else {
         None
     };
-    // Comments change after they are posted (edits, replies, reactions,
-    // resolution), and every such change is an event of the project: its
-    // newest event number belongs in the tag.
-    let newest = app.store.last_seq(project).await?.unwrap_or(0);
     let tag = PageTag::new(
         "item",
         &[
@@ -200,12 +201,13 @@ pub async fn project_feed(
     access::require(&app, project, user, Need::Read).await?;
     let limit = limit(q.limit, DEFAULT_FEED, MAX_FEED)?;
     let since = q.since.unwrap_or(0).max(0);
+    // As for history pages: edits and deletions move the newest event,
+    // read before the page.
+    let newest = app.store.last_seq(project).await?.unwrap_or(0);
     let mut rows = app.store.comments_since(project, since, limit + 1).await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let last_comment_id = rows.last().map_or(since, |c| c.id);
-    // As for history pages: edits and deletions move the newest event.
-    let newest = app.store.last_seq(project).await?.unwrap_or(0);
     let tag = PageTag::new(
         "feed",
         &[

@@ -61,12 +61,14 @@ pub async fn project_events(
     access::require(&app, project, user, Need::Read).await?;
     let limit = limit(q.limit, DEFAULT_EVENTS, MAX_EVENTS)?;
     let since = q.since_seq.unwrap_or(0).max(0);
-    let page = app.store.events_since(project, since, limit).await?;
-    let last_seq = page.events.last().and_then(|e| e.seq()).unwrap_or(since);
     // Events are numbered without holes, but what they show (a comment's
     // current text) can change after they were logged: the tag names the
-    // range and the project's newest event, which every such change moves.
+    // range and the project's newest event, which every such change moves,
+    // read before the page so that it never claims a newer state than the
+    // page shows.
     let newest = app.store.last_seq(project).await?.unwrap_or(0);
+    let page = app.store.events_since(project, since, limit).await?;
+    let last_seq = page.events.last().and_then(|e| e.seq()).unwrap_or(since);
     let tag = PageTag::new(
         "events",
         &[

@@ -227,6 +227,7 @@ impl Store {
             .await
             .map_err(StoreError::from_write)?;
             let events = [NewEvent {
+                project: new.project_id,
                 kind: EventKind::FeedbackCreated,
                 actor: new.created_by,
                 comment: None,
@@ -234,7 +235,7 @@ impl Store {
                 detail: None,
                 key: None,
             }];
-            let meta = append_events!(tx, new.project_id, &events, now)
+            let meta = append_events!(tx, &events, now)
                 .pop()
                 .ok_or_else(|| StoreError::Corrupt("no event appended".into()))?;
             tx.commit().await?;

@@ -219,6 +219,7 @@ impl Store {
                 _ => None,
             };
             let events = [NewEvent {
+                project: req.project,
                 kind,
                 actor: req.actor,
                 comment: Some(req.comment),
@@ -226,7 +227,7 @@ impl Store {
                 detail: emoji,
                 key,
             }];
-            let meta = append_events!(tx, req.project, &events, now).pop();
+            let meta = append_events!(tx, &events, now).pop();
             let current: CommentRow = sqlx::query_as(concat!(
                 "SELECT ", comment_columns!(), " FROM comments WHERE id = $1"
             ))

@@ -20,9 +20,10 @@ pub struct Newest {
 }
 
 /// Sets the reply counts (of roots) and reaction counts of `$comments` (a
-/// `&mut [Comment]`) with two grouped reads on the connection `$conn` — a
-/// transaction, when the counts must match a snapshot. A macro for the same
-/// reason as [`append_events!`].
+/// `&mut [Comment]`) with one grouped read (replies and reactions joined by
+/// `UNION ALL`: one round trip) per [`MAX_BATCHED_KEYS`](super::MAX_BATCHED_KEYS)
+/// comments, on the connection `$conn` — a transaction, when the counts
+/// must match a snapshot. A macro for the same reason as [`append_events!`].
 macro_rules! add_counts {
     ($conn:expr, $comments:expr) => {{
         let comments: &mut [vridge_protocol::Comment] = $comments;
@@ -30,41 +31,43 @@ macro_rules! add_counts {
         let mut replies: HashMap<i64, u32> = HashMap::new();
         let mut reactions: HashMap<i64, Vec<vridge_protocol::ReactionCount>> = HashMap::new();
         for chunk in ids.chunks($crate::store::MAX_BATCHED_KEYS) {
-            let mut query =
-                QueryBuilder::new("SELECT parent_id, COUNT(*) FROM comments WHERE parent_id IN (");
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            query.push(") GROUP BY parent_id");
-            let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut *$conn).await?;
-            replies.extend(
-                rows.into_iter()
-                    .map(|(id, n)| (id, u32::try_from(n).unwrap_or(u32::MAX))),
-            );
+            // A reply count comes back with a NULL emoji.
             let mut query = QueryBuilder::new(
-                "SELECT comment_id, emoji, COUNT(*) FROM reactions WHERE comment_id IN (",
+                "SELECT parent_id, NULL AS emoji, COUNT(*) FROM comments WHERE parent_id IN (",
             );
             let mut list = query.separated(", ");
             for id in chunk {
                 list.push_bind(*id);
             }
-            query.push(") GROUP BY comment_id, emoji ORDER BY comment_id, emoji");
-            let rows: Vec<(i64, String, i64)> =
+            query.push(
+                ") GROUP BY parent_id UNION ALL \
+                 SELECT comment_id, emoji, COUNT(*) FROM reactions WHERE comment_id IN (",
+            );
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(") GROUP BY comment_id, emoji");
+            let rows: Vec<(i64, Option<String>, i64)> =
                 query.build_query_as().fetch_all(&mut *$conn).await?;
             for (id, emoji, count) in rows {
-                reactions
-                    .entry(id)
-                    .or_default()
-                    .push(vridge_protocol::ReactionCount {
-                        emoji,
-                        count: u32::try_from(count).unwrap_or(u32::MAX),
-                    });
+                let count = u32::try_from(count).unwrap_or(u32::MAX);
+                match emoji {
+                    None => {
+                        replies.insert(id, count);
+                    }
+                    Some(emoji) => reactions
+                        .entry(id)
+                        .or_default()
+                        .push(vridge_protocol::ReactionCount { emoji, count }),
+                }
             }
         }
         for comment in comments.iter_mut() {
             comment.reply_count = replies.get(&comment.id).copied().unwrap_or(0);
-            comment.reactions = reactions.remove(&comment.id).unwrap_or_default();
+            let mut counts = reactions.remove(&comment.id).unwrap_or_default();
+            counts.sort_unstable_by(|a, b| a.emoji.cmp(&b.emoji));
+            comment.reactions = counts;
         }
     }};
 }
@@ -195,27 +198,24 @@ impl Store {
                 }
                 link.push(")");
                 link.build().execute(&mut *tx).await?;
-                for project in &projects {
-                    let mut rows: Vec<&CommentRow> =
-                        inserted.iter().filter(|r| r.project_id == *project).collect();
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    rows.sort_unstable_by_key(|r| r.id);
-                    let events: Vec<NewEvent<'_>> = rows
-                        .iter()
-                        .map(|r| NewEvent {
-                            kind: EventKind::CommentAdded,
-                            actor: r.user_id,
-                            comment: Some(r.id),
-                            feedback: Some(r.feedback_id),
-                            detail: None,
-                            key: None,
-                        })
-                        .collect();
-                    let metas = append_events!(tx, *project, &events, now);
-                    metas_of.extend(rows.iter().map(|r| r.id).zip(metas));
-                }
+                // One event per new comment, numbered in id order within
+                // each project (ids and numbers then agree on the order).
+                let mut rows: Vec<&CommentRow> = inserted.iter().collect();
+                rows.sort_unstable_by_key(|r| r.id);
+                let events: Vec<NewEvent<'_>> = rows
+                    .iter()
+                    .map(|r| NewEvent {
+                        project: r.project_id,
+                        kind: EventKind::CommentAdded,
+                        actor: r.user_id,
+                        comment: Some(r.id),
+                        feedback: Some(r.feedback_id),
+                        detail: None,
+                        key: None,
+                    })
+                    .collect();
+                let metas = append_events!(tx, &events, now);
+                metas_of.extend(rows.iter().map(|r| r.id).zip(metas));
             }
 
             let mut existing: Vec<CommentRow> = Vec::new();

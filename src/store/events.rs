@@ -75,6 +75,7 @@ impl EventKind {
 /// One event to append.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
+    pub project: ProjectId,
     pub kind: EventKind,
     pub actor: UserId,
     pub comment: Option<CommentId>,
@@ -86,30 +87,79 @@ pub struct NewEvent<'a> {
     pub key: Option<&'a str>,
 }
 
-/// Appends `$events` (a `&[NewEvent]`, not empty) to `$project`'s log inside
-/// the transaction `$tx`, and evaluates to their [`EventMeta`]s in order.
+/// How many of `events` each project gets, in ascending project order.
+pub fn per_project(events: &[NewEvent<'_>]) -> Vec<(ProjectId, i64)> {
+    let mut counts: std::collections::BTreeMap<ProjectId, i64> = Default::default();
+    for e in events {
+        *counts.entry(e.project).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// Numbers `events` given each project's newest number after the bump
+/// (`last`): a project's events get the numbers up to it, in slice order.
+pub fn number(
+    events: &[NewEvent<'_>],
+    counts: &[(ProjectId, i64)],
+    last: &HashMap<ProjectId, i64>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut next: HashMap<ProjectId, i64> = HashMap::with_capacity(counts.len());
+    for (project, n) in counts {
+        let newest = last.get(project).ok_or(StoreError::NotFound)?;
+        next.insert(*project, newest - n + 1);
+    }
+    Ok(events
+        .iter()
+        .map(|e| {
+            let seq = next.entry(e.project).or_default();
+            *seq += 1;
+            *seq - 1
+        })
+        .collect())
+}
+
+/// Appends `$events` (a `&[NewEvent]`, not empty, of any projects) to their
+/// projects' logs inside the transaction `$tx`, and evaluates to their
+/// [`EventMeta`]s in order; a project's events are numbered in slice order.
+/// Two statements whatever the number of projects: one UPDATE bumps every
+/// project's `last_seq`, one INSERT writes the events. A project that does
+/// not exist fails the call with [`StoreError::NotFound`].
+///
+/// The UPDATE takes the row lock of every project it bumps. A transaction
+/// bumping several projects (a comment batch) takes them in no particular
+/// order, which is deadlock-free only because every such transaction first
+/// takes the projects' advisory locks in ascending order
+/// ([`Store::insert_comments`]); every other writer bumps one project.
+///
 /// A macro rather than a function because the body is compiled once per
 /// engine inside [`on_pool!`], like every query of the store.
 macro_rules! append_events {
-    ($tx:expr, $project:expr, $events:expr, $now:expr) => {{
+    ($tx:expr, $events:expr, $now:expr) => {{
         let events: &[$crate::store::events::NewEvent<'_>] = $events;
-        let count = events.len() as i64;
-        let last: i64 = sqlx::query_scalar(
-            "UPDATE projects SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
-        )
-        .bind($project)
-        .bind(count)
-        .fetch_optional(&mut *$tx)
-        .await?
-        .ok_or($crate::store::StoreError::NotFound)?;
-        let first = last - count + 1;
+        let counts = $crate::store::events::per_project(events);
+        let mut bump =
+            sqlx::QueryBuilder::new("UPDATE projects SET last_seq = last_seq + bumps.n FROM (");
+        for (i, (project, n)) in counts.iter().enumerate() {
+            if i > 0 {
+                bump.push(" UNION ALL ");
+            }
+            bump.push("SELECT ");
+            bump.push_bind(*project);
+            bump.push(" AS pid, ");
+            bump.push_bind(*n);
+            bump.push(" AS n");
+        }
+        bump.push(") AS bumps WHERE projects.id = bumps.pid RETURNING id, last_seq");
+        let last: Vec<(i64, i64)> = bump.build_query_as().fetch_all(&mut *$tx).await?;
+        let last: std::collections::HashMap<i64, i64> = last.into_iter().collect();
+        let seqs = $crate::store::events::number(events, &counts, &last)?;
         let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO project_events (project_id, seq, kind, actor_id, created_at, comment_id, \
              feedback_id, detail, idempotency_key) ",
         );
-        insert.push_values(events.iter().zip(first..), |mut row, (e, seq)| {
-            row.push_bind($project)
-                .push_bind(seq)
+        insert.push_values(events.iter().zip(&seqs), |mut row, (e, seq)| {
+            row.push_bind(e.project)
+                .push_bind(*seq)
                 .push_bind(e.kind.as_str())
                 .push_bind(e.actor)
                 .push_bind($now)
@@ -125,7 +175,7 @@ macro_rules! append_events {
             .map_err($crate::store::StoreError::from_write)?;
         events
             .iter()
-            .zip(first..)
+            .zip(seqs)
             .map(|(e, seq)| vridge_protocol::EventMeta {
                 seq,
                 prev_seq: seq - 1,
@@ -358,6 +408,35 @@ pub fn status_detail(status: &str, priority: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(project: ProjectId) -> NewEvent<'static> {
+        NewEvent {
+            project,
+            kind: EventKind::CommentAdded,
+            actor: 1,
+            comment: None,
+            feedback: None,
+            detail: None,
+            key: None,
+        }
+    }
+
+    #[test]
+    fn events_of_several_projects_are_numbered_per_project_in_order() {
+        let events = [event(7), event(3), event(7), event(7), event(3)];
+        let counts = per_project(&events);
+        assert_eq!(counts, vec![(3, 2), (7, 3)]);
+        // After the bump project 3's newest is 12 and project 7's is 3.
+        let last = HashMap::from([(3, 12), (7, 3)]);
+        assert_eq!(
+            number(&events, &counts, &last).unwrap(),
+            vec![1, 11, 2, 3, 12]
+        );
+        assert!(matches!(
+            number(&events, &counts, &HashMap::from([(3, 12)])),
+            Err(StoreError::NotFound)
+        ));
+    }
 
     #[test]
     fn every_kind_reads_back_by_its_name() {

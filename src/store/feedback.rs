@@ -93,6 +93,7 @@ impl Store {
             };
             let detail = status_detail(&row.status, &row.priority);
             let events = [NewEvent {
+                project: row.project_id,
                 kind: EventKind::StatusChanged,
                 actor,
                 comment: None,
@@ -100,7 +101,7 @@ impl Store {
                 detail: Some(&detail),
                 key: None,
             }];
-            let meta = append_events!(tx, row.project_id, &events, now)
+            let meta = append_events!(tx, &events, now)
                 .pop()
                 .ok_or_else(|| StoreError::Corrupt("no event appended".into()))?;
             tx.commit().await?;
