@@ -1,6 +1,7 @@
 // Browser helpers for the end-to-end tests: Debian's Chromium through
 // playwright-core (no browser download), screenshots on failure, a
-// cross-origin media server (a WAV the <video> element can play and seek).
+// cross-origin media server (a WAV the <video> element can play and seek),
+// and (VRIDGE_PAGE_FROM_DISK) the page's files from this tree.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
@@ -10,6 +11,24 @@ import { chromium } from 'playwright-core';
 const here = dirname(fileURLToPath(import.meta.url));
 export const RESULTS = join(here, '..', 'test-results');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/**
+ * The server embeds the page's files at compile time. With
+ * VRIDGE_PAGE_FROM_DISK=1 the browser gets `/assets/page/…` and
+ * `/assets/src/…` from this tree instead (with the server's own headers,
+ * CSP included), for testing the page against a binary built from another
+ * checkout. scripts/js.sh builds the binary from this tree and leaves it unset.
+ * @param {import('playwright-core').BrowserContext} ctx @param {string} base
+ */
+export async function pageFromDisk(ctx, base) {
+  if (!process.env.VRIDGE_PAGE_FROM_DISK) return;
+  await ctx.route(`${base}/assets/**`, async (route) => {
+    const path = new URL(route.request().url()).pathname.replace(/^\/assets\//, '');
+    if (!/^(page|src)\/[a-z]+\.(js|css)$/.test(path)) return route.continue();
+    const response = await route.fetch();
+    await route.fulfill({ response, status: 200, body: readFileSync(join(here, '..', path)) });
+  });
+}
 
 export function launch() {
   return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { TestServer, until } from '../test/helpers/server.js';
-import { axe, launch, mediaServer, openProject, signIn, withShots } from './helpers.js';
+import { axe, launch, mediaServer, openProject, pageFromDisk, signIn, withShots } from './helpers.js';
 
 describe('the review page', () => {
   let server;
@@ -27,7 +27,10 @@ describe('the review page', () => {
     ctxA = await browser.newContext();
     ctxB = await browser.newContext();
     ctxC = await browser.newContext();
-    for (const ctx of contexts()) ctx.on('page', (p) => p.on('dialog', (d) => (dialogs.push(d.message()), d.dismiss())));
+    for (const ctx of contexts()) {
+      ctx.on('page', (p) => p.on('dialog', (d) => (dialogs.push(d.message()), d.dismiss())));
+      await pageFromDisk(ctx, server.url);
+    }
     pageA = await ctxA.newPage();
     pageB = await ctxB.newPage();
   });
@@ -199,6 +202,119 @@ describe('the review page', () => {
       assert.equal((await stored('written on the train')).length, 1);
       assert.equal(await comments(pageB).getByText('written on the train', { exact: true }).count(), 1);
       assert.equal(await pageA.locator('#comments li.pending').count(), 0);
+    });
+  });
+
+  // Issue 14: threads, edits, deletion, resolution, ranges, reaction removal.
+  const row = (page, id) => page.locator(`#comments li.comment[data-comment-id="${id}"]`);
+  const body = (page, id) => row(page, id).locator(':scope > .body');
+  const thread = (id) => server.rest(`/comments/${id}/thread`, { token: fx.owner.access_token });
+
+  test('a reply, an edit, a delete and a resolve made in one page appear in the other', async (t) => {
+    await withShots(t, contexts, async () => {
+      await pageA.locator('#comment-text').fill('Thread root');
+      await pageA.getByRole('button', { name: 'Post' }).click();
+      await comments(pageB).getByText('Thread root', { exact: true }).waitFor();
+      const rootId = (await stored('Thread root'))[0].id;
+
+      // B (the owner) replies; A sees the reply under the root.
+      await body(pageB, rootId).getByRole('button', { name: /^Reply/ }).click();
+      await row(pageB, rootId).getByLabel(/Reply to/).fill('A reply from B');
+      await row(pageB, rootId).getByRole('button', { name: 'Post reply' }).click();
+      const replyInA = row(pageA, rootId).locator('.replies li.comment', { hasText: 'A reply from B' });
+      await replyInA.waitFor();
+      const replies = (await thread(rootId)).replies;
+      assert.deepEqual(replies.map((c) => [c.text, c.parent_id]), [['A reply from B', rootId]]);
+      const replyId = replies[0].id;
+      // A reply has no reply button, and A (an editor) cannot edit or delete B's reply.
+      assert.equal(await body(pageA, replyId).getByRole('button', { name: /^(Reply|Edit|Delete)/ }).count(), 0);
+
+      // A edits its root; B sees the new text, marked edited.
+      await body(pageA, rootId).getByRole('button', { name: /^Edit/ }).click();
+      const editor = body(pageA, rootId).locator('textarea');
+      await editor.fill('Thread root, reworded');
+      await body(pageA, rootId).getByRole('button', { name: 'Save' }).click();
+      await body(pageB, rootId).locator('.text', { hasText: 'Thread root, reworded' }).waitFor();
+      await body(pageB, rootId).locator('.edited').waitFor();
+      assert.equal((await thread(rootId)).root.text, 'Thread root, reworded');
+
+      // B deletes its reply (after confirming); A sees a tombstone, the thread stays.
+      await body(pageB, replyId).getByRole('button', { name: /^Delete/ }).click();
+      await body(pageB, replyId).getByRole('button', { name: /^Yes, delete/ }).click();
+      await body(pageA, replyId).locator('.tombstone', { hasText: 'comment deleted' }).waitFor();
+      assert.equal(await body(pageA, replyId).locator('.text').count(), 0);
+      assert.equal(await comments(pageA).getByText('A reply from B').count(), 0);
+      const gone = (await thread(rootId)).replies[0];
+      assert.ok(gone.deleted_at);
+      assert.equal(gone.text, '');
+
+      // B resolves the root; A sees the marker, and "Open only" hides it.
+      await body(pageB, rootId).getByRole('button', { name: /^Resolve/ }).click();
+      await body(pageA, rootId).locator('.resolved-mark').waitFor();
+      assert.equal(await body(pageA, rootId).locator('.resolved-mark').textContent(), `Resolved by ${fx.owner.user.username}`);
+      await pageA.getByLabel('Open only').check();
+      await row(pageA, rootId).waitFor({ state: 'detached' });
+      await comments(pageA).getByText('The grade', { exact: true }).waitFor();
+      await pageA.getByLabel('Open only').uncheck();
+      await row(pageA, rootId).waitFor();
+      // A reopens it; B sees it open again.
+      await body(pageA, rootId).getByRole('button', { name: /^Reopen/ }).click();
+      await body(pageB, rootId).locator('.resolved-mark').waitFor({ state: 'detached' });
+      assert.equal((await thread(rootId)).root.resolved_at ?? null, null);
+      assert.deepEqual(dialogs, []);
+    });
+  });
+
+  test('a range is stamped from the video; a second click takes one\'s reaction back', async (t) => {
+    await withShots(t, contexts, async () => {
+      await pageA.waitForFunction(() => /** @type {HTMLVideoElement} */ (document.querySelector('#video')).readyState >= 1);
+      const seek = (s) => pageA.evaluate((at) => { /** @type {HTMLVideoElement} */ (document.querySelector('#video')).currentTime = at; }, s);
+      await seek(5.5);
+      await pageA.getByRole('button', { name: 'Mark end' }).click();
+      await seek(2);
+      await pageA.getByRole('button', { name: 'Mark start' }).click();
+      await pageA.locator('#range', { hasText: '00:02–00:05' }).waitFor();
+      await pageA.locator('#comment-text').fill('over a range');
+      await pageA.getByRole('button', { name: 'Post' }).click();
+      await pageB.locator('#comments li.comment', { hasText: 'over a range' }).locator('.at', { hasText: '00:02–00:05' }).waitFor();
+      const [ranged] = await stored('over a range');
+      assert.deepEqual([ranged.timestamp, ranged.timestamp_end], [2, 5.5]);
+
+      const react = (page, id) => body(page, id).locator('.react[data-emoji="👍"]');
+      await react(pageA, ranged.id).click();
+      await react(pageB, ranged.id).getByText('👍 1').waitFor();
+      await pageA.locator(`#comments li[data-comment-id="${ranged.id}"] .react[aria-pressed="true"]`).waitFor();
+      await react(pageA, ranged.id).click();
+      await react(pageB, ranged.id).getByText('👍 0').waitFor();
+      await pageA.locator(`#comments li[data-comment-id="${ranged.id}"] .react[aria-pressed="false"]`).waitFor();
+
+      // A's reaction to "The grade" predates this page load: history has
+      // its count, not whose it is. The first click is a no-op the server
+      // acknowledges without an event, which tells the page it is A's; the
+      // next one takes it back.
+      const grade = (await stored('The grade'))[0].id;
+      assert.equal(await react(pageA, grade).textContent(), '👍 1');
+      assert.equal(await react(pageA, grade).getAttribute('aria-pressed'), 'false');
+      await react(pageA, grade).click();
+      await pageA.locator(`#comments li[data-comment-id="${grade}"] .react[aria-pressed="true"]`).waitFor();
+      assert.equal(await react(pageB, grade).textContent(), '👍 1');
+      await react(pageA, grade).click();
+      await react(pageB, grade).getByText('👍 0').waitFor();
+    });
+  });
+
+  test('a viewer reads threads, tombstones and counts, and gets no control to change them', async (t) => {
+    await withShots(t, contexts, async () => {
+      const pageC = await ctxC.newPage();
+      await openProject(pageC, server.url, fx.project.id);
+      const rootId = (await stored('Thread root, reworded'))[0].id;
+      await row(pageC, rootId).locator('.tombstone', { hasText: 'comment deleted' }).waitFor();
+      await body(pageC, rootId).locator('.edited').waitFor();
+      await pageC.getByLabel('Status').locator('option[value="closed"]').waitFor({ state: 'attached' });
+      assert.equal(await pageC.getByLabel('Status').isDisabled(), true);
+      assert.equal(await pageC.locator('#comments button.act, #comments button.react, #comments form').count(), 0);
+      assert.ok((await pageC.locator('#comments span.react').count()) > 0);
+      await pageC.close();
     });
   });
 });

@@ -1,8 +1,10 @@
 // @ts-check
 /**
  * The review page: sign in, the user's projects, one project's feedback
- * items with their comments (live through the client library), reactions,
- * status changes, presence, typing and the connection state. Routes live in
+ * items with their comment threads (live through the client library):
+ * replies, edits and deletion of one's own comments, resolution, ranges of
+ * the video, reactions, status changes, presence, typing and the connection
+ * state. Viewers read only. Routes live in
  * the URL's hash: `#/` (sign in or projects) and `#/p/<project id>`.
  */
 
@@ -13,8 +15,11 @@ import { el, mmss, replace } from './view.js';
 const app = /** @type {HTMLElement} */ (document.getElementById('app'));
 const nav = /** @type {HTMLElement} */ (document.getElementById('nav'));
 const REACTION = '👍';
-const STATUSES = ['open', 'in_progress', 'resolved'];
+const STATUSES = ['open', 'in_progress', 'resolved', 'closed'];
+/** Who may comment, reply, react, resolve and reopen. */
 const WRITE_ROLES = new Set(['owner', 'admin', 'editor']);
+/** Who may delete anyone's comment (authors delete their own). */
+const MODERATE_ROLES = new Set(['owner', 'admin']);
 
 /** @type {null | (() => void)} */
 let teardown = null;
@@ -169,10 +174,13 @@ async function projectsView() {
 
 // ---- one project ----------------------------------------------------------
 
+/** @typedef {import('../src/types.js').Comment} Comment */
+
 /** @param {number} projectId */
 async function projectView(projectId) {
   const auth = saved();
   if (!auth) return signInView();
+  const me = auth.user.id;
   replace(app, el('p', {}, 'Loading the project…'));
   let project;
   let feedback;
@@ -184,20 +192,37 @@ async function projectView(projectId) {
   }
   document.title = `${project.name} · vridge review`;
   const canWrite = WRITE_ROLES.has(project.role);
+  const canModerate = MODERATE_ROLES.has(project.role);
   /** @type {Map<number, string>} */
   const names = new Map(project.members.map((/** @type {any} */ m) => [m.user_id, m.username]));
   const nameOf = (/** @type {number} */ id) => names.get(id) ?? `user ${id}`;
   /** @type {Map<number, any>} */
   const items = new Map(feedback.results.map((/** @type {any} */ f) => [f.id, f]));
   let selected = feedback.results[0]?.id ?? null;
-  /** @type {Map<number, Map<string, Set<number>>>} comment → emoji → users */
-  const reactions = new Map();
+
+  // What the comment list shows besides the session's state: which forms
+  // are open and what is typed in them (kept across re-renders), which
+  // threads were loaded over REST, the "open only" filter.
+  /** @type {number | null} the root whose reply form is open */
+  let replyingTo = null;
+  /** @type {number | null} the comment being edited */
+  let editing = null;
+  /** @type {number | null} the comment whose deletion waits for a confirmation */
+  let confirmDelete = null;
+  /** @type {Map<string, string>} form key → text typed */
+  const drafts = new Map();
+  /** @type {Map<number, Comment[]>} root → its replies, read over REST */
+  const threads = new Map();
+  let openOnly = false;
+  /** @type {{start: number | null, end: number | null}} the composer's range, from the video */
+  const range = { start: null, end: null };
 
   const conn = el('p', { id: 'conn', class: 'conn', role: 'status', dataset: { state: 'connecting' } }, 'Connecting…');
   const online = el('ul', { id: 'online', class: 'people', 'aria-label': 'Online' });
   const itemList = el('ul', { id: 'feedback', class: 'items', 'aria-label': 'Feedback items' });
   const detail = el('section', { id: 'detail', 'aria-labelledby': 'item-h' });
   const typing = el('p', { id: 'typing', class: 'typing', 'aria-live': 'polite' });
+  const actionError = el('p', { id: 'action-error', class: 'error', role: 'alert' });
 
   replace(
     app,
@@ -223,10 +248,11 @@ async function projectView(projectId) {
     ),
   );
 
-  const outboxKey = `u${auth.user.id}:p${projectId}`;
+  const outboxKey = `u${me}:p${projectId}`;
   const session = connect({
     url: location.origin,
     projectId,
+    userId: me,
     getToken: accessToken,
     outbox: typeof indexedDB === 'undefined' ? new MemoryOutbox() : new IndexedDBOutbox(outboxKey),
   });
@@ -247,18 +273,35 @@ async function projectView(projectId) {
     });
   };
 
+  /**
+   * Runs a command of the session; a refusal is shown, the list re-renders.
+   * @param {Promise<unknown>} p
+   */
+  function run(p) {
+    actionError.textContent = '';
+    p.catch((/** @type {any} */ e) => {
+      actionError.textContent = e?.retryable ? `${e.message} (it will be sent again)` : message(e);
+    }).finally(queueRender);
+    queueRender();
+  }
+
   function renderConn() {
-    const waiting = session.waiting.length;
-    const w = waiting === 1 ? '1 comment waiting' : `${waiting} comments waiting`;
+    const waiting = session.waiting;
+    const comments = waiting.filter((w) => (w.command ?? 'comment_add') === 'comment_add').length;
+    const changes = waiting.length - comments;
+    const parts = [];
+    if (comments) parts.push(comments === 1 ? '1 comment waiting' : `${comments} comments waiting`);
+    if (changes) parts.push(changes === 1 ? '1 change waiting' : `${changes} changes waiting`);
+    const w = parts.join(' · ');
     const text = {
       connecting: 'Connecting…',
-      live: waiting ? `Live · ${w}` : 'Live',
-      reconnecting: waiting ? `Reconnecting… · ${w}` : 'Reconnecting…',
-      offline: `Offline · ${w}`,
+      live: w ? `Live · ${w}` : 'Live',
+      reconnecting: w ? `Reconnecting… · ${w}` : 'Reconnecting…',
+      offline: w ? `Offline · ${w}` : 'Offline',
       stopped: session.reason === 'forbidden' ? 'No access to this project' : 'Disconnected',
     }[session.state];
     conn.dataset.state = session.state;
-    conn.dataset.waiting = String(waiting);
+    conn.dataset.waiting = String(waiting.length);
     conn.textContent = text;
     if (session.state === 'stopped' && session.reason === 'forbidden') {
       conn.append(' ', el('button', { type: 'button', class: 'link', onclick: () => location.reload() }, 'Reload'));
@@ -267,7 +310,7 @@ async function projectView(projectId) {
 
   function renderOnline() {
     replace(online, ...[...session.onlineUsers].map((id) => el('li', { dataset: { userId: id } }, nameOf(id))));
-    const typists = [...session.typingUsers].filter((id) => id !== auth?.user.id).map(nameOf);
+    const typists = [...session.typingUsers].filter((id) => id !== me).map(nameOf);
     typing.textContent = typists.length
       ? `${typists.join(', ')} ${typists.length === 1 ? 'is' : 'are'} typing…`
       : '';
@@ -289,6 +332,7 @@ async function projectView(projectId) {
               dataset: { feedbackId: f.id },
               onclick: () => {
                 selected = f.id;
+                replyingTo = editing = confirmDelete = null;
                 renderItems();
                 renderDetail();
               },
@@ -316,7 +360,7 @@ async function projectView(projectId) {
           try {
             await api(`/feedback/item/${f.id}`, { method: 'PATCH', body: { status: status.value } });
           } catch (e) {
-            if (!onAuthLost(e)) alertText(message(e));
+            if (!onAuthLost(e)) actionError.textContent = message(e);
           }
         },
       },
@@ -330,7 +374,21 @@ async function projectView(projectId) {
       parts.push(video);
     }
     commentList = el('ol', { id: 'comments', class: 'comments', 'aria-label': 'Comments' });
-    parts.push(el('h3', {}, 'Comments'), commentList, typing);
+    const filter = el('input', {
+      type: 'checkbox',
+      id: 'open-only',
+      checked: openOnly,
+      onchange: () => {
+        openOnly = filter.checked;
+        renderComments();
+      },
+    });
+    parts.push(
+      el('div', { class: 'inline comments-head' }, el('h3', {}, 'Comments'), el('label', { class: 'filter' }, filter, ' Open only')),
+      commentList,
+      typing,
+      actionError,
+    );
     parts.push(canWrite ? composer(f) : el('p', { id: 'read-only', class: 'note' }, 'You can read this project but not comment (viewer).'));
     replace(detail, ...parts);
     renderComments();
@@ -348,6 +406,36 @@ async function projectView(projectId) {
       onblur: () => session.setTyping(false),
     });
     const error = el('p', { class: 'error', role: 'alert', id: 'post-error' });
+    const rangeText = el('span', { id: 'range', class: 'meta', 'aria-live': 'polite' });
+    const showRange = () => {
+      rangeText.textContent =
+        range.start === null ? '' : range.end === null ? `Range from ${mmss(range.start)}` : `Range ${rangeLabel(range.start, range.end)}`;
+    };
+    showRange();
+    const stamp = (/** @type {'start' | 'end'} */ which) => () => {
+      if (!video) return;
+      range[which] = video.currentTime;
+      if (range.start !== null && range.end !== null && range.end < range.start) [range.start, range.end] = [range.end, range.start];
+      showRange();
+    };
+    const rangeControls = video
+      ? el(
+          'p',
+          { class: 'inline' },
+          el('button', { type: 'button', id: 'mark-start', class: 'secondary', onclick: stamp('start') }, 'Mark start'),
+          el('button', { type: 'button', id: 'mark-end', class: 'secondary', onclick: stamp('end') }, 'Mark end'),
+          el('button', {
+            type: 'button',
+            id: 'clear-range',
+            class: 'link',
+            onclick: () => {
+              range.start = range.end = null;
+              showRange();
+            },
+          }, 'Clear range'),
+          rangeText,
+        )
+      : null;
     const form = el(
       'form',
       {
@@ -356,103 +444,353 @@ async function projectView(projectId) {
           ev.preventDefault();
           const value = text.value.trim();
           if (!value) return;
-          const at = video ? video.currentTime : (f.timestamp ?? null);
+          /** @type {import('../src/types.js').NewComment} */
+          const c = { feedback_id: f.id, text: value, timestamp: video ? video.currentTime : (f.timestamp ?? null) };
+          if (range.start !== null) {
+            c.timestamp = range.start;
+            if (range.end !== null) c.timestamp_end = range.end;
+          }
           error.textContent = '';
           session
-            .addComment({ feedback_id: f.id, text: value, timestamp: at })
+            .addComment(c)
             .catch((e) => {
               error.textContent = e.retryable ? `${e.message} (it will be sent again)` : e.message;
             })
             .finally(queueRender);
           text.value = '';
+          range.start = range.end = null;
+          showRange();
           queueRender();
         },
       },
-      el('label', { for: 'comment-text' }, video ? 'Comment at the current video position' : 'Comment'),
+      el('label', { for: 'comment-text' }, video ? 'Comment at the current video position (or the marked range)' : 'Comment'),
       text,
+      rangeControls,
       el('button', { type: 'submit', id: 'post' }, 'Post'),
       error,
     );
     return form;
   }
 
-  /** @param {string} text */
-  function alertText(text) {
-    const e = document.getElementById('post-error');
-    if (e) e.textContent = text;
-  }
-
+  /** The comments of the selected item: roots in video order, each with its replies. */
   function renderComments() {
     if (!commentList || selected === null) return;
-    const shown = session.comments
-      .filter((c) => c.feedback_id === selected)
-      .slice()
+    const focus = rememberFocus(commentList);
+    const mine = session.comments.filter((c) => c.feedback_id === selected);
+    const held = new Set(mine.map((c) => c.id));
+    const roots = mine
+      .filter((c) => typeof c.parent_id !== 'number' || !held.has(c.parent_id))
+      .filter((c) => !openOnly || !c.resolved_at)
       .sort((a, b) => (a.timestamp ?? Infinity) - (b.timestamp ?? Infinity) || a.id - b.id);
-    const rows = shown.map((c) => commentRow(c));
+    const rows = roots.map((c) => threadRow(c));
     for (const w of session.waiting) {
-      if (w.comment.feedback_id !== selected) continue;
+      const wc = w.comment;
+      if (!wc || wc.feedback_id !== selected) continue;
       // The broadcast of one's own comment can arrive just before its ack:
       // show it once, as stored, in that moment.
-      const landed = shown.some(
-        (c) => c.user_id === auth?.user.id && c.text === w.comment.text && Date.parse(c.created) >= w.created - 2_000,
-      );
+      const landed = mine.some((c) => c.user_id === me && c.text === wc.text && Date.parse(c.created) >= w.created - 2_000);
       if (landed) continue;
       rows.push(
         el(
           'li',
           { class: 'comment pending', dataset: { clientMsgId: w.client_msg_id } },
-          el('span', { class: 'at' }, mmss(w.comment.timestamp)),
+          el('span', { class: 'at' }, mmss(wc.timestamp)),
           ' ',
-          el('span', { class: 'author' }, nameOf(auth?.user.id ?? 0)),
+          el('span', { class: 'author' }, nameOf(me)),
           ' ',
-          el('span', { class: 'text' }, w.comment.text),
+          el('span', { class: 'text' }, wc.text),
           ' ',
-          el('span', { class: 'badge' }, 'waiting to send'),
+          el('span', { class: 'badge' }, wc.parent_id ? 'reply waiting to send' : 'waiting to send'),
         ),
       );
     }
-    if (!rows.length) rows.push(el('li', { class: 'empty' }, 'No comments yet.'));
+    if (!rows.length) rows.push(el('li', { class: 'empty' }, openOnly ? 'No open comments.' : 'No comments yet.'));
     replace(commentList, ...rows);
+    focus();
   }
 
-  /** @param {import('../src/types.js').Comment} c */
-  function commentRow(c) {
-    const counts = reactions.get(c.id)?.get(REACTION);
-    const mine = counts?.has(auth?.user.id ?? -1) ?? false;
-    return el(
+  /** A root with its replies (held, or read over REST) and its reply form. @param {Comment} root */
+  function threadRow(root) {
+    const byId = new Map((threads.get(root.id) ?? []).map((c) => [c.id, c]));
+    for (const c of session.repliesOf(root.id)) byId.set(c.id, c);
+    const replies = [...byId.values()].sort((a, b) => a.id - b.id);
+    const count = Math.max(root.reply_count ?? 0, replies.length);
+    const li = el(
       'li',
-      { class: 'comment', dataset: { commentId: c.id } },
-      el(
-        'button',
-        {
+      { class: `comment root${root.resolved_at ? ' resolved' : ''}`, dataset: { commentId: root.id } },
+      commentBody(root, true),
+    );
+    if (replies.length) {
+      li.append(el('ol', { class: 'replies', 'aria-label': `Replies to ${nameOf(root.user_id)}` }, ...replies.map((c) => el('li', { class: 'comment reply', dataset: { commentId: c.id } }, commentBody(c, false)))));
+    }
+    if (count > replies.length) {
+      li.append(
+        el('button', {
           type: 'button',
-          class: 'at',
-          'aria-label': `Seek to ${mmss(c.timestamp)}`,
-          onclick: () => {
-            if (video && typeof c.timestamp === 'number') video.currentTime = c.timestamp;
+          class: 'link more',
+          dataset: { key: `${root.id}:more` },
+          onclick: async () => {
+            try {
+              const t = await api(`/comments/${root.id}/thread`);
+              threads.set(root.id, t.replies);
+              queueRender();
+            } catch (e) {
+              if (!onAuthLost(e)) actionError.textContent = message(e);
+            }
           },
-        },
-        mmss(c.timestamp),
-      ),
-      ' ',
-      el('span', { class: 'author' }, nameOf(c.user_id)),
-      ' ',
-      el('span', { class: 'text' }, c.text),
-      ' ',
+        }, count - replies.length === 1 ? 'Show 1 more reply' : `Show ${count - replies.length} more replies`),
+      );
+    }
+    if (replyingTo === root.id) li.append(replyForm(root));
+    return li;
+  }
+
+  /** @param {Comment} c @param {boolean} isRoot */
+  function commentBody(c, isRoot) {
+    const deleted = !!c.deleted_at;
+    const own = c.user_id === me;
+    const body = el('div', { class: 'body' });
+    if (isRoot) {
+      const label = c.timestamp_end != null ? rangeLabel(c.timestamp, c.timestamp_end) : mmss(c.timestamp);
+      body.append(
+        el(
+          'button',
+          {
+            type: 'button',
+            class: 'at',
+            'aria-label': `Seek to ${mmss(c.timestamp)}`,
+            onclick: () => {
+              if (video && typeof c.timestamp === 'number') video.currentTime = c.timestamp;
+            },
+          },
+          label,
+        ),
+        ' ',
+      );
+    }
+    body.append(el('span', { class: 'author' }, nameOf(c.user_id)), ' ');
+    if (deleted) {
+      body.append(el('span', { class: 'tombstone' }, 'comment deleted'));
+      return body;
+    }
+    if (editing === c.id) {
+      body.append(editForm(c));
+      return body;
+    }
+    body.append(el('span', { class: 'text' }, c.text));
+    if (c.edited_at) body.append(' ', el('span', { class: 'edited meta', title: `edited ${c.edited_at}` }, '(edited)'));
+    if (c.resolved_at) {
+      const by = c.resolved_by != null ? ` by ${nameOf(c.resolved_by)}` : '';
+      body.append(' ', el('span', { class: 'badge resolved-mark' }, `Resolved${by}`));
+    }
+    const actions = el('span', { class: 'actions' });
+    actions.append(...reactionButtons(c));
+    if (canWrite && isRoot) {
+      actions.append(
+        action(c, 'reply', 'Reply', () => {
+          replyingTo = c.id;
+          queueRender();
+          focusSoon(`${c.id}:reply-text`);
+        }),
+      );
+    }
+    if (own) {
+      actions.append(
+        action(c, 'edit', 'Edit', () => {
+          editing = c.id;
+          drafts.set(`${c.id}:edit-text`, c.text);
+          queueRender();
+          focusSoon(`${c.id}:edit-text`);
+        }),
+      );
+    }
+    if (own || canModerate) {
+      if (confirmDelete === c.id) {
+        actions.append(
+          el('span', { class: 'confirm' }, 'Delete this comment?'),
+          action(c, 'delete-yes', 'Yes, delete', () => {
+            confirmDelete = null;
+            run(session.deleteComment(c.id));
+          }),
+          action(c, 'delete-no', 'Keep it', () => {
+            confirmDelete = null;
+            queueRender();
+          }),
+        );
+      } else {
+        actions.append(
+          action(c, 'delete', 'Delete', () => {
+            confirmDelete = c.id;
+            queueRender();
+            focusSoon(`${c.id}:delete-no`);
+          }),
+        );
+      }
+    }
+    if (canWrite && isRoot) {
+      actions.append(
+        c.resolved_at
+          ? action(c, 'reopen', 'Reopen', () => run(session.reopenComment(c.id)))
+          : action(c, 'resolve', 'Resolve', () => run(session.resolveComment(c.id))),
+      );
+    }
+    body.append(' ', actions);
+    return body;
+  }
+
+  /**
+   * A small button acting on a comment; its label names the comment's author
+   * for screen readers.
+   * @param {Comment} c @param {string} key @param {string} label @param {() => void} onclick
+   */
+  function action(c, key, label, onclick) {
+    return el('button', { type: 'button', class: `act ${key}`, dataset: { key: `${c.id}:${key}` }, 'aria-label': `${label} (comment by ${nameOf(c.user_id)})`, onclick }, label);
+  }
+
+  /** The reaction counts; members toggle their own. @param {Comment} c */
+  function reactionButtons(c) {
+    const list = session.reactionsOf(c.id);
+    if (!list.some((r) => r.emoji === REACTION)) list.unshift({ emoji: REACTION, count: 0, mine: false });
+    return list.map((r) =>
       canWrite
         ? el(
             'button',
             {
               type: 'button',
               class: 'react',
-              'aria-pressed': mine ? 'true' : 'false',
-              'aria-label': `React ${REACTION} to the comment by ${nameOf(c.user_id)} (${counts?.size ?? 0})`,
-              onclick: () => session.addReaction(c.id, REACTION),
+              dataset: { key: `${c.id}:react:${r.emoji}`, emoji: r.emoji },
+              'aria-pressed': r.mine ? 'true' : 'false',
+              'aria-label': `React ${r.emoji} to the comment by ${nameOf(c.user_id)} (${r.count})`,
+              onclick: () => run(r.mine ? session.removeReaction(c.id, r.emoji) : session.addReaction(c.id, r.emoji)),
             },
-            `${REACTION} ${counts?.size ?? 0}`,
+            `${r.emoji} ${r.count}`,
           )
-        : el('span', { class: 'react' }, `${REACTION} ${counts?.size ?? 0}`),
+        : el('span', { class: 'react', dataset: { emoji: r.emoji } }, `${r.emoji} ${r.count}`),
     );
+  }
+
+  /** @param {Comment} root */
+  function replyForm(root) {
+    const key = `${root.id}:reply-text`;
+    const id = `reply-text-${root.id}`;
+    const text = el('textarea', {
+      id,
+      rows: 2,
+      maxLength: 10000,
+      required: true,
+      value: drafts.get(key) ?? '',
+      dataset: { key },
+      oninput: () => {
+        drafts.set(key, text.value);
+        session.setTyping(text.value.length > 0);
+      },
+      onblur: () => session.setTyping(false),
+    });
+    const form = el(
+      'form',
+      {
+        class: 'reply-form',
+        onsubmit: (/** @type {SubmitEvent} */ ev) => {
+          ev.preventDefault();
+          const value = text.value.trim();
+          if (!value) return;
+          drafts.delete(key);
+          replyingTo = null;
+          run(session.addComment({ feedback_id: root.feedback_id, text: value, parent_id: root.id }));
+        },
+      },
+      el('label', { for: id }, `Reply to ${nameOf(root.user_id)}`),
+      text,
+      el(
+        'span',
+        { class: 'inline' },
+        el('button', { type: 'submit', dataset: { key: `${root.id}:reply-post` } }, 'Post reply'),
+        el('button', {
+          type: 'button',
+          class: 'link',
+          onclick: () => {
+            drafts.delete(key);
+            replyingTo = null;
+            queueRender();
+          },
+        }, 'Cancel'),
+      ),
+    );
+    return form;
+  }
+
+  /** @param {Comment} c */
+  function editForm(c) {
+    const key = `${c.id}:edit-text`;
+    const id = `edit-text-${c.id}`;
+    const text = el('textarea', {
+      id,
+      rows: 2,
+      maxLength: 10000,
+      required: true,
+      value: drafts.get(key) ?? c.text,
+      dataset: { key },
+      oninput: () => drafts.set(key, text.value),
+    });
+    return el(
+      'form',
+      {
+        class: 'edit-form',
+        onsubmit: (/** @type {SubmitEvent} */ ev) => {
+          ev.preventDefault();
+          const value = text.value.trim();
+          if (!value) return;
+          drafts.delete(key);
+          editing = null;
+          if (value !== c.text) run(session.editComment(c.id, { text: value }));
+          else queueRender();
+        },
+      },
+      el('label', { for: id, class: 'visually-hidden' }, 'Edit your comment'),
+      text,
+      el(
+        'span',
+        { class: 'inline' },
+        el('button', { type: 'submit', dataset: { key: `${c.id}:edit-save` } }, 'Save'),
+        el('button', {
+          type: 'button',
+          class: 'link',
+          onclick: () => {
+            drafts.delete(key);
+            editing = null;
+            queueRender();
+          },
+        }, 'Cancel'),
+      ),
+    );
+  }
+
+  /** Focuses the element with `data-key` once the next render is done. @param {string} key */
+  function focusSoon(key) {
+    requestAnimationFrame(() => requestAnimationFrame(() => byKey(key)?.focus()));
+  }
+
+  /** @param {string} key @returns {HTMLElement | null} */
+  function byKey(key) {
+    return commentList?.querySelector(`[data-key="${CSS.escape(key)}"]`) ?? null;
+  }
+
+  /**
+   * Remembers which control of the list has the focus (and where its caret
+   * is), so a re-render puts it back on the control that replaced it.
+   * @param {HTMLElement} list
+   */
+  function rememberFocus(list) {
+    const active = document.activeElement;
+    if (!(active instanceof HTMLElement) || !list.contains(active) || !active.dataset.key) return () => {};
+    const key = active.dataset.key;
+    const caret = active instanceof HTMLTextAreaElement ? [active.selectionStart, active.selectionEnd] : null;
+    return () => {
+      const next = byKey(key);
+      if (!next) return;
+      next.focus();
+      if (caret && next instanceof HTMLTextAreaElement) next.setSelectionRange(caret[0], caret[1]);
+    };
   }
 
   const offs = [
@@ -464,17 +802,10 @@ async function projectView(projectId) {
     }),
     session.on('pending', queueRender),
     session.on('comment', queueRender),
+    session.on('change', queueRender),
+    session.on('ack', queueRender),
     session.on('presence', renderOnline),
     session.on('typing', renderOnline),
-    session.on('reaction', (m) => {
-      const r = m.reaction;
-      let byEmoji = reactions.get(r.comment_id);
-      if (!byEmoji) reactions.set(r.comment_id, (byEmoji = new Map()));
-      let users = byEmoji.get(r.emoji);
-      if (!users) byEmoji.set(r.emoji, (users = new Set()));
-      users.add(r.user_id);
-      queueRender();
-    }),
     session.on('feedback_created', (m) => {
       items.set(m.feedback.id, m.feedback);
       if (selected === null) {
@@ -502,6 +833,11 @@ async function projectView(projectId) {
   renderDetail();
   renderOnline();
   renderConn();
+}
+
+/** A range of the video as `mm:ss–mm:ss`. @param {number | null | undefined} start @param {number | null | undefined} end */
+function rangeLabel(start, end) {
+  return `${mmss(start)}–${mmss(end)}`;
 }
 
 window.addEventListener('hashchange', route);

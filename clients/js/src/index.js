@@ -7,7 +7,7 @@
 
 import { ProjectSession } from './session.js';
 
-export { ProjectSession, CloseCode, CommentError, CommentErrors, MAX_COMMENT_CHARS, newClientMsgId } from './session.js';
+export { ProjectSession, CloseCode, CommentError, CommentErrors, MAX_COMMENT_CHARS, MAX_TIMESTAMP, newClientMsgId } from './session.js';
 export { MemoryOutbox, IndexedDBOutbox, defaultOutbox } from './outbox.js';
 export { backoffDelay } from './backoff.js';
 export { TypingThrottle } from './typing.js';

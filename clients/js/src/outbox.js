@@ -1,10 +1,11 @@
 // @ts-check
 /**
- * Where unacknowledged comments wait. An entry is written before its
- * `comment_add` is first sent and deleted only when its `comment_ack` (or a
- * final error) arrives, so a comment typed offline survives a closed tab:
+ * Where unacknowledged commands wait (comments, edits, deletions,
+ * resolutions, reactions). An entry is written before its command is first
+ * sent and deleted only when its acknowledgement (`comment_ack`, `ack`) or
+ * a final error arrives, so a comment typed offline survives a closed tab:
  * the next session for the same key loads it and sends it again with the
- * same `client_msg_id` (the server stores it once).
+ * same `client_msg_id` (the server applies it once).
  *
  * @typedef {import('./types.js').OutboxEntry} OutboxEntry
  * @typedef {import('./types.js').OutboxStore} OutboxStore

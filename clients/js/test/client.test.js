@@ -8,10 +8,11 @@ import { mintToken, TestServer, until } from './helpers/server.js';
 
 /** A `ws` WebSocket whose inbound frames pass `filter` first and that a test can block from connecting. */
 function gatedSocket() {
-  const gate = { blocked: false, /** @type {(data: any) => boolean} */ filter: () => true, opened: 0, urls: [] };
+  const gate = { blocked: false, /** @type {(data: any) => boolean} */ filter: () => true, opened: 0, urls: [], reached: [] };
   class Gated extends WebSocket {
     constructor(url, protocols) {
       gate.urls.push(url);
+      if (!gate.blocked) gate.reached.push(url);
       gate.opened++;
       // A refused connection, as when the network is gone.
       super(gate.blocked ? 'ws://127.0.0.1:9/' : url, protocols);
@@ -119,8 +120,11 @@ describe('against the real server', () => {
       await until(() => a.newestId === stored.at(-1).id && a.state === 'live', 15_000, 'A to catch up');
       assert.deepEqual(ids(a), stored.map((c) => c.id));
       noDuplicates(a);
-      const sinces = gate.urls.map((u) => new URL(u).searchParams.get('since'));
-      assert.ok(sinces.filter((s) => s !== '0').length >= 2, `resumed more than once: ${sinces}`);
+      // By event seq (the server knows the log), in more than one capped step.
+      const after = gate.reached.slice(gate.reached.length - 2).map((u) => new URL(u).searchParams.get('since_seq'));
+      const resumes = gate.reached.map((u) => new URL(u).searchParams.get('since_seq')).filter((v) => v !== null);
+      assert.ok(resumes.length >= 2 && after.every((v) => v !== null), `resumed by seq more than once: ${resumes}`);
+      assert.ok(Number(after[1]) > Number(after[0]), `a second step from further on: ${after}`);
     } finally {
       a.close();
     }
@@ -294,6 +298,184 @@ describe('against the real server', () => {
       assert.deepEqual(ids(a), stored.map((c) => c.id));
     } finally {
       a.close();
+    }
+  });
+
+  // ---- issue 14: the event log and the comment model ------------------------
+
+  /** What a member sees of a comment, for comparing two sessions' state. */
+  const view = (s) =>
+    s.comments.map((c) => ({
+      id: c.id,
+      text: c.text,
+      parent_id: c.parent_id ?? null,
+      timestamp_end: c.timestamp_end ?? null,
+      edited: !!c.edited_at,
+      deleted: !!c.deleted_at,
+      resolved_by: c.resolved_by ?? null,
+      reply_count: c.reply_count ?? 0,
+      reactions: c.reactions ?? [],
+    }));
+
+  test('resume by since_seq after missed edits, deletes and reaction removals: the same state as staying connected', async () => {
+    const fresh = await server.fixture({ editors: 1 });
+    const projectId = fresh.project.id;
+    const feedbackId = fresh.feedback.id;
+    const owner = open(server, fresh.owner, projectId, { userId: fresh.owner.user.id });
+    const editor = open(server, fresh.editors[0], projectId, { userId: fresh.editors[0].user.id });
+    const { gate, Gated } = gatedSocket();
+    const away = open(server, fresh.owner, projectId, { WebSocket: Gated });
+    try {
+      await live(owner);
+      await live(editor);
+      await live(away);
+      const c1 = await owner.addComment({ feedback_id: feedbackId, text: 'first', timestamp: 1, timestamp_end: 3 });
+      const c2 = await owner.addComment({ feedback_id: feedbackId, text: 'second', timestamp: 2 });
+      await editor.addReaction(c1.id, '👍');
+      await editor.addReaction(c2.id, '🔥');
+      await until(() => away.lastSeq === owner.lastSeq && away.byId.get(c1.id)?.reactions?.length === 1, 5_000, 'the away session to hold it all');
+      assert.ok(owner.lastSeq >= 4, `lastSeq ${owner.lastSeq}`);
+
+      gate.blocked = true;
+      away.ws.terminate();
+      await until(() => away.state === 'reconnecting', 5_000, 'reconnecting');
+      const heldSeq = away.lastSeq;
+      // Mixed changes while it is away.
+      const acks = [
+        await owner.editComment(c1.id, { text: 'first, reworded' }),
+        await owner.deleteComment(c2.id),
+        await editor.removeReaction(c1.id, '👍'),
+        await editor.addReaction(c1.id, '🎬'),
+        await owner.resolveComment(c1.id),
+      ];
+      const reply = await editor.addComment({ feedback_id: feedbackId, text: 'a reply', parent_id: c1.id });
+      await editor.addComment({ feedback_id: feedbackId, text: 'a third root' });
+      for (const a of acks) assert.equal(typeof a.seq, 'number', `${a.command} made an event`);
+      await until(() => owner.byId.get(reply.id) && owner.lastSeq === editor.lastSeq, 5_000, 'the connected sessions to agree');
+
+      gate.blocked = false;
+      await until(() => away.state === 'live' && away.lastSeq === owner.lastSeq, 15_000, 'the away session to catch up');
+      const sinceSeq = gate.urls.slice(1).map((u) => new URL(u).searchParams.get('since_seq'));
+      assert.ok(sinceSeq.includes(String(heldSeq)), `resumed by seq from ${heldSeq}: ${sinceSeq}`);
+      assert.ok(gate.urls.slice(1).every((u) => !new URL(u).searchParams.has('since')), 'never by comment id once a seq is known');
+      assert.deepEqual(view(away), view(owner));
+      noDuplicates(away);
+
+      const first = away.byId.get(c1.id);
+      assert.equal(first.text, 'first, reworded');
+      assert.equal(first.resolved_by, fresh.owner.user.id);
+      assert.equal(first.reply_count, 1);
+      assert.deepEqual(first.reactions, [{ emoji: '🎬', count: 1 }]);
+      assert.equal(away.byId.get(c2.id).text, '');
+      assert.ok(away.byId.get(c2.id).deleted_at);
+
+      // And a session that starts now, from history, sees the same.
+      const late = open(server, fresh.owner, projectId);
+      try {
+        await live(late);
+        assert.equal(late.lastSeq, owner.lastSeq);
+        assert.deepEqual(view(late), view(owner));
+      } finally {
+        late.close();
+      }
+    } finally {
+      owner.close();
+      editor.close();
+      away.close();
+    }
+  });
+
+  test('every new command is acknowledged after commit, with the event it made', async () => {
+    const fresh = await server.fixture({ editors: 1, viewers: 1 });
+    const s = open(server, fresh.owner, fresh.project.id, { userId: fresh.owner.user.id });
+    const ed = open(server, fresh.editors[0], fresh.project.id);
+    const viewer = open(server, fresh.viewers[0], fresh.project.id);
+    try {
+      await live(s);
+      await live(ed);
+      await live(viewer);
+      const root = await s.addComment({ feedback_id: fresh.feedback.id, text: 'root', timestamp: 4, timestamp_end: 6.5 });
+      assert.deepEqual([root.timestamp, root.timestamp_end], [4, 6.5]);
+      const reply = await ed.addComment({ feedback_id: fresh.feedback.id, text: 'reply', parent_id: root.id });
+      assert.equal(reply.parent_id, root.id);
+      const replyToReply = await s.addComment({ feedback_id: fresh.feedback.id, text: 'deeper', parent_id: reply.id });
+      assert.equal(replyToReply.parent_id, root.id, 'a reply to a reply attaches to the root');
+
+      const seqs = [];
+      for (const [command, run] of [
+        ['comment_edit', () => s.editComment(root.id, { text: 'root, edited' })],
+        ['reaction_add', () => s.addReaction(root.id, '👍')],
+        ['reaction_remove', () => s.removeReaction(root.id, '👍')],
+        ['comment_resolve', () => s.resolveComment(root.id)],
+        ['comment_reopen', () => s.reopenComment(root.id)],
+        ['comment_delete', () => s.deleteComment(replyToReply.id)],
+      ]) {
+        const ack = await run();
+        assert.equal(ack.type, 'ack');
+        assert.equal(ack.command, command);
+        assert.equal(ack.duplicate, false);
+        assert.equal(typeof ack.seq, 'number', `${command}: seq`);
+        seqs.push(ack.seq);
+        await until(() => s.lastSeq !== null && s.lastSeq >= ack.seq, 5_000, `${command}'s event`);
+      }
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'in commit order');
+      assert.equal(new Set(seqs).size, seqs.length);
+      // Nothing to change: acknowledged without an event.
+      await s.addReaction(root.id, '🔥');
+      assert.equal((await s.addReaction(root.id, '🔥')).seq, null);
+      assert.equal((await s.removeReaction(root.id, '🎬')).seq, null);
+      assert.deepEqual(s.reactionsOf(root.id), [{ emoji: '🔥', count: 1, mine: true }]);
+      await until(() => ed.byId.get(replyToReply.id)?.deleted_at, 5_000, 'the editor to see the tombstone');
+
+      // Refusals name the command and leave the outbox.
+      const refused = async (p, message) =>
+        assert.rejects(p, (e) => {
+          assert.equal(e.message, message);
+          assert.equal(e.retryable, false);
+          return true;
+        });
+      await refused(ed.editComment(root.id, { text: 'not mine' }), 'Permission denied');
+      await refused(ed.deleteComment(root.id), 'Permission denied');
+      await refused(viewer.resolveComment(root.id), 'Permission denied');
+      await refused(viewer.addReaction(root.id, '👍'), 'Permission denied');
+      await refused(s.editComment(999_999, { text: 'nobody' }), 'Invalid comment data');
+      await refused(s.addComment({ feedback_id: fresh.feedback.id, text: 'x', parent_id: 999_999 }), 'Invalid comment data');
+      assert.equal(ed.waiting.length + viewer.waiting.length + s.waiting.length, 0);
+      // The owner (not the author) may delete the editor's reply.
+      assert.equal(typeof (await s.deleteComment(reply.id)).seq, 'number');
+    } finally {
+      s.close();
+      ed.close();
+      viewer.close();
+    }
+  });
+
+  test('a command whose ack is lost is sent again with its client_msg_id and applied once', async () => {
+    const { gate, Gated } = gatedSocket();
+    const s = open(server, fx.owner, fx.project.id, { WebSocket: Gated });
+    try {
+      await live(s);
+      const c = await s.addComment({ feedback_id: fx.feedback.id, text: 'to be edited once' });
+      let lost = 0;
+      gate.filter = (data) => {
+        if (data.includes('"type":"ack"')) {
+          lost++;
+          return false;
+        }
+        return true;
+      };
+      const edited = s.editComment(c.id, { text: 'edited once' });
+      await until(() => lost === 1, 5_000, 'the first ack to be lost');
+      gate.filter = () => true;
+      s.ws.terminate();
+      const ack = await edited;
+      assert.equal(ack.duplicate, true);
+      assert.equal(typeof ack.seq, 'number');
+      const versions = await server.rest(`/comments/${c.id}/versions`, { token: fx.owner.access_token });
+      assert.deepEqual(versions.versions.map((v) => v.text), ['to be edited once'], 'one edit, one previous version');
+      assert.equal(s.byId.get(c.id).text, 'edited once');
+    } finally {
+      s.close();
     }
   });
 });
