@@ -169,7 +169,8 @@ pub struct InitialState {
     /// events committed while the socket joined may still arrive with a
     /// `seq` up to `last_seq` (already reflected in `comments`; clients
     /// tracking the log skip them). Resume from the newest `seq` held with
-    /// `?since_seq=`. Absent only while a resume by comment id is capped.
+    /// `?since_seq=`; a client paging through history by comment id
+    /// resumes from the lowest `last_seq` of its pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<Seq>,
     /// The `since_seq` the client resumed from, if it asked for a resume by

@@ -242,10 +242,10 @@ impl Hub {
             comments.truncate(within);
             complete = false;
         }
-        // A capped answer reflects the log only up to its last comment,
-        // which the snapshot's number does not say: the client learns the
-        // log position from the resume that completes.
-        let seq = complete.then_some(last_seq);
+        // Capped or not, the comments and counts sent are as of the
+        // snapshot's `last_seq`; a client paging through history resumes by
+        // event from the lowest `last_seq` of its pages.
+        let seq = Some(last_seq);
         Ok(Read {
             last_comment_id: comments.last().map(|c| c.id).or(Some(since)),
             comments,

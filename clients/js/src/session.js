@@ -519,9 +519,8 @@ export class ProjectSession {
       this.lastSeq = floor;
       if (snapshotSeq !== null && snapshotSeq > floor) return this.resume();
     } else if (!this.noLog) {
-      // The history came without `last_seq` (the server sends it only with
-      // the newest comments, not on a resume by id): learn it from a plain
-      // connect. What changes between this read and that one is not
+      // The history came without `last_seq` (servers before it was sent on
+      // a resume by comment id): learn it from a plain connect. What changes between this read and that one is not
       // replayed; the newest comments are re-read with it.
       this.probing = true;
       return this.resume();
