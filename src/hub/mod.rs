@@ -30,10 +30,15 @@ use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use vridge_protocol::{FeedbackId, ProjectId, ServerMessage, UserId};
 
 pub use commands::{Author, Command, CommandError};
-pub use join::{INITIAL_COMMENTS, JoinError, JoinRequest, Joined, ResumeLimits};
+pub use join::{INITIAL_COMMENTS, JoinError, JoinRequest, Joined, Membership, ResumeLimits};
 use persister::{PersistError, Persister};
 
-use crate::broker::{Broker, Presence, SocketSlot};
+/// A socket slot held across nodes (see [`Hub::acquire_socket`]); given
+/// back when dropped.
+pub use crate::broker::SocketSlot;
+
+use crate::broker::{Broker, Presence};
+use crate::domain::Role;
 use crate::metrics::Metrics;
 use crate::room::{ConnId, Registry, RoomSettings};
 use crate::store::{BatchedReads, CommentRequest, Store, StoreError, StoredComment};
@@ -133,7 +138,7 @@ impl Hub {
     }
 
     /// A new connection id, unique on this node for its life.
-    pub fn next_conn_id(&self) -> ConnId {
+    fn next_conn_id(&self) -> ConnId {
         self.inner.next_conn.fetch_add(1, Relaxed)
     }
 
@@ -144,6 +149,16 @@ impl Hub {
         // write either sees the cancellation or is waited for.
         let token = self.inner.in_flight.token();
         (!self.inner.writes_closed.is_cancelled()).then_some(token)
+    }
+
+    /// `user`'s role in `project`, `None` when not a member: the socket's
+    /// admission. Batched across concurrent connects.
+    pub async fn member_role(
+        &self,
+        project: ProjectId,
+        user: UserId,
+    ) -> Result<Option<Role>, StoreError> {
+        self.inner.reads.member_role(project, user).await
     }
 
     /// Takes one of `user`'s socket slots across nodes (see
