@@ -1,13 +1,35 @@
 //! The coordinator: one road for every client command. It owns this node's
-//! rooms (the registry), the broker, the presence engine and the persister,
-//! and offers what sockets and REST handlers need — join and leave, submit a
-//! comment, add a reaction, typing, the REST writes — so that every command
-//! takes the same way: session → hub → (persister → store) → broker → room
-//! → outbound queue. The broker delivers to this node's rooms itself (into
-//! the sink it defines, which the registry fills) as well as to other
-//! nodes', so nothing here publishes twice or branches on the engine. Roles and ownership are checked here; nothing here
-//! knows of sockets or HTTP, so each command is testable with a bare
-//! outbound queue.
+//! rooms (the registry), the broker, the presence engine, the batched
+//! connect reads and the persister, and offers what sockets and REST
+//! handlers need:
+//!
+//! - lookups: [`Hub::member_role`] (a socket's membership, batched across
+//!   concurrent connects) and [`Hub::feedback_project`] (cached);
+//! - [`Hub::acquire_socket`]: one of a user's socket slots across nodes,
+//!   held as a [`SocketSlot`] for the socket's life;
+//! - [`Hub::join`] (the gapless `initial_state`, or a resume) and
+//!   [`Hub::leave`], through an opaque [`Membership`]: no caller names a
+//!   room or a connection id;
+//! - [`Hub::comment_add`] (a socket's comment) and [`Hub::store_comment`]
+//!   (a REST comment, waited for), replies placed by [`Hub::thread_root`];
+//! - [`Hub::change`], the road of every [`Command`] on a stored comment —
+//!   edit, delete, resolve, reopen — and of reactions, added or removed
+//!   ([`Hub::reaction_add`] is its shorthand);
+//! - [`Hub::typing`];
+//! - the REST writes that announce themselves, [`Hub::create_feedback`]
+//!   and [`Hub::update_feedback`], and [`Hub::evict`] (a member's sockets
+//!   closed on every node when their membership goes);
+//! - [`Hub::admit`], which every client write holds until it reaches the
+//!   persister, so that shutdown ([`Hub::flush_writes`]) stores and
+//!   acknowledges each write it took; [`Hub::broker_ready`] for readiness
+//!   and [`Hub::leave_cluster`] as shutdown's last step.
+//!
+//! So every command takes the same way: session → hub → (persister → store)
+//! → broker → room → outbound queue. The broker delivers to this node's
+//! rooms itself (into the sink it defines, which the registry fills) as well
+//! as to other nodes', so nothing here publishes twice or branches on the
+//! engine. Roles and ownership are checked here; nothing here knows of
+//! sockets or HTTP, so each command is testable with a bare outbound queue.
 
 mod commands;
 mod join;
