@@ -49,7 +49,7 @@ use dashmap::DashMap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
-use vridge_protocol::{FeedbackId, ProjectId, ServerMessage, UserId};
+use vridge_protocol::{FeedbackId, ProjectId, UserId};
 
 pub use commands::{Author, Command, CommandError};
 pub use join::{INITIAL_COMMENTS, JoinError, JoinRequest, Joined, Membership, ResumeLimits};
@@ -196,11 +196,6 @@ impl Hub {
         request: CommentRequest,
     ) -> Result<StoredComment, PersistError> {
         self.inner.persister.store(request).await
-    }
-
-    /// Delivers an event of a REST write to every member of `project`.
-    pub async fn publish(&self, project: ProjectId, msg: ServerMessage) {
-        self.inner.broker.publish(project, msg).await;
     }
 
     /// Closes every socket `user` holds to `project`, on every node.
