@@ -119,7 +119,6 @@ impl Application {
         let shutdown = CancellationToken::new();
         let sockets = Arc::new(SessionContext {
             hub: hub.clone(),
-            reads: reads.clone(),
             jwt: jwt.clone(),
             limits: limits.clone(),
             connections: connections.clone(),

@@ -1,6 +1,8 @@
-//! Joining a project's room: the member is added to the room, the node
-//! listens to the project across nodes, and only then is history read — the
-//! order that makes the switch-over from history to live events gapless.
+//! Joining a project's room and leaving it: the member is added to the
+//! room, the node listens to the project across nodes, and only then is
+//! history read — the order that makes the switch-over from history to live
+//! events gapless. The member holds an opaque [`Membership`] until it leaves
+//! through [`Hub::leave`].
 
 use vridge_protocol::{Comment, CommentId, InitialState, ProjectId, Seq, ServerMessage, UserId};
 
@@ -27,7 +29,6 @@ pub struct ResumeLimits {
 #[derive(Debug)]
 pub struct JoinRequest {
     pub project: ProjectId,
-    pub conn: ConnId,
     pub user: UserId,
     /// Where the room sends this member's events.
     pub outbox: Outbox,
@@ -38,10 +39,22 @@ pub struct JoinRequest {
     pub since_seq: Option<Seq>,
 }
 
+/// One socket's place in its project's room, from [`Hub::join`] until
+/// [`Hub::leave`]. Opaque: callers hold it and hand it back, and never deal
+/// with rooms or connection ids themselves. Dropping it does not leave the
+/// room; only [`Hub::leave`] does.
+#[derive(Debug)]
+pub struct Membership {
+    room: RoomHandle,
+    /// Identifies the socket in its room, unique on this node for its life.
+    conn: ConnId,
+}
+
 /// A member of a room, with what it must be sent first.
 #[derive(Debug)]
 pub struct Joined {
-    pub room: RoomHandle,
+    /// What the member hands back to [`Hub::leave`] when its socket ends.
+    pub membership: Membership,
     pub state: InitialState,
     /// The newest comment id the client holds once it has read `state`:
     /// live comments up to it are already in the state.
@@ -96,13 +109,13 @@ impl Hub {
     pub async fn join(&self, request: JoinRequest) -> Result<Joined, JoinError> {
         let JoinRequest {
             project,
-            conn,
             user,
             outbox,
             since,
             since_seq,
         } = request;
         let inner = &self.inner;
+        let conn = self.next_conn_id();
         let (room, joined) = inner.registry.join(project, conn, user, outbox).await;
         // Events of other nodes must flow before history is read.
         inner.broker.listen(project).await;
@@ -140,7 +153,7 @@ impl Hub {
         // those numbered up to `last_seq` itself.
         let seq_watermark = since_seq.and(read.seq);
         Ok(Joined {
-            room,
+            membership: Membership { room, conn },
             watermark: read.last_comment_id,
             seq_watermark,
             state: InitialState {
@@ -155,6 +168,13 @@ impl Hub {
                 events: read.events,
             },
         })
+    }
+
+    /// Takes the member's socket out of its room. A room that already
+    /// dropped the socket (slow consumer, eviction) may have retired: that
+    /// is fine.
+    pub async fn leave(&self, membership: &Membership) {
+        membership.room.leave(membership.conn).await;
     }
 
     /// The events after `since_seq` for a resume by event number, up to the

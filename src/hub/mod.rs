@@ -1,13 +1,35 @@
 //! The coordinator: one road for every client command. It owns this node's
-//! rooms (the registry), the broker, the presence engine and the persister,
-//! and offers what sockets and REST handlers need — join and leave, submit a
-//! comment, add a reaction, typing, the REST writes — so that every command
-//! takes the same way: session → hub → (persister → store) → broker → room
-//! → outbound queue. The broker delivers to this node's rooms itself (into
-//! the sink it defines, which the registry fills) as well as to other
-//! nodes', so nothing here publishes twice or branches on the engine. Roles and ownership are checked here; nothing here
-//! knows of sockets or HTTP, so each command is testable with a bare
-//! outbound queue.
+//! rooms (the registry), the broker, the presence engine, the batched
+//! connect reads and the persister, and offers what sockets and REST
+//! handlers need:
+//!
+//! - lookups: [`Hub::member_role`] (a socket's membership, batched across
+//!   concurrent connects) and [`Hub::feedback_project`] (cached);
+//! - [`Hub::acquire_socket`]: one of a user's socket slots across nodes,
+//!   held as a [`SocketSlot`] for the socket's life;
+//! - [`Hub::join`] (the gapless `initial_state`, or a resume) and
+//!   [`Hub::leave`], through an opaque [`Membership`]: no caller names a
+//!   room or a connection id;
+//! - [`Hub::comment_add`] (a socket's comment) and [`Hub::store_comment`]
+//!   (a REST comment, waited for), replies placed by [`Hub::thread_root`];
+//! - [`Hub::change`], the road of every [`Command`] on a stored comment —
+//!   edit, delete, resolve, reopen — and of reactions, added or removed
+//!   ([`Hub::reaction_add`] is its shorthand);
+//! - [`Hub::typing`];
+//! - the REST writes that announce themselves, [`Hub::create_feedback`]
+//!   and [`Hub::update_feedback`], and [`Hub::evict`] (a member's sockets
+//!   closed on every node when their membership goes);
+//! - [`Hub::admit`], which every client write holds until it reaches the
+//!   persister, so that shutdown ([`Hub::flush_writes`]) stores and
+//!   acknowledges each write it took; [`Hub::broker_ready`] for readiness
+//!   and [`Hub::leave_cluster`] as shutdown's last step.
+//!
+//! So every command takes the same way: session → hub → (persister → store)
+//! → broker → room → outbound queue. The broker delivers to this node's
+//! rooms itself (into the sink it defines, which the registry fills) as well
+//! as to other nodes', so nothing here publishes twice or branches on the
+//! engine. Roles and ownership are checked here; nothing here knows of
+//! sockets or HTTP, so each command is testable with a bare outbound queue.
 
 mod commands;
 mod join;
@@ -27,13 +49,18 @@ use dashmap::DashMap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
-use vridge_protocol::{FeedbackId, ProjectId, ServerMessage, UserId};
+use vridge_protocol::{FeedbackId, ProjectId, UserId};
 
 pub use commands::{Author, Command, CommandError};
-pub use join::{INITIAL_COMMENTS, JoinError, JoinRequest, Joined, ResumeLimits};
+pub use join::{INITIAL_COMMENTS, JoinError, JoinRequest, Joined, Membership, ResumeLimits};
 use persister::{PersistError, Persister};
 
-use crate::broker::{Broker, Presence, SocketSlot};
+/// A socket slot held across nodes (see [`Hub::acquire_socket`]); given
+/// back when dropped.
+pub use crate::broker::SocketSlot;
+
+use crate::broker::{Broker, Presence};
+use crate::domain::Role;
 use crate::metrics::Metrics;
 use crate::room::{ConnId, Registry, RoomSettings};
 use crate::store::{BatchedReads, CommentRequest, Store, StoreError, StoredComment};
@@ -133,7 +160,7 @@ impl Hub {
     }
 
     /// A new connection id, unique on this node for its life.
-    pub fn next_conn_id(&self) -> ConnId {
+    fn next_conn_id(&self) -> ConnId {
         self.inner.next_conn.fetch_add(1, Relaxed)
     }
 
@@ -144,6 +171,16 @@ impl Hub {
         // write either sees the cancellation or is waited for.
         let token = self.inner.in_flight.token();
         (!self.inner.writes_closed.is_cancelled()).then_some(token)
+    }
+
+    /// `user`'s role in `project`, `None` when not a member: the socket's
+    /// admission. Batched across concurrent connects.
+    pub async fn member_role(
+        &self,
+        project: ProjectId,
+        user: UserId,
+    ) -> Result<Option<Role>, StoreError> {
+        self.inner.reads.member_role(project, user).await
     }
 
     /// Takes one of `user`'s socket slots across nodes (see
@@ -159,11 +196,6 @@ impl Hub {
         request: CommentRequest,
     ) -> Result<StoredComment, PersistError> {
         self.inner.persister.store(request).await
-    }
-
-    /// Delivers an event of a REST write to every member of `project`.
-    pub async fn publish(&self, project: ProjectId, msg: ServerMessage) {
-        self.inner.broker.publish(project, msg).await;
     }
 
     /// Closes every socket `user` holds to `project`, on every node.

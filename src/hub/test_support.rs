@@ -16,7 +16,6 @@ use crate::store::{NewFeedback, NewUser};
 
 pub(crate) struct World {
     pub(crate) hub: Hub,
-    pub(crate) store: Store,
     pub(crate) project: ProjectId,
     pub(crate) other_project: ProjectId,
     pub(crate) feedback: FeedbackId,
@@ -75,7 +74,6 @@ pub(crate) async fn world() -> World {
         .0
         .id;
     let metrics = Arc::new(Metrics::default());
-    let store_handle = store.clone();
     let hub = Hub::build(HubParts {
         reads: BatchedReads::spawn(store.clone(), INITIAL_COMMENTS),
         store,
@@ -91,7 +89,6 @@ pub(crate) async fn world() -> World {
     });
     World {
         hub,
-        store: store_handle,
         project,
         other_project,
         feedback,
@@ -109,7 +106,6 @@ pub(crate) async fn member(w: &World, user: UserId) -> (Outbox, Inbox, Joined) {
         .hub
         .join(JoinRequest {
             project: w.project,
-            conn: w.hub.next_conn_id(),
             user,
             outbox: outbox.clone(),
             since: None,

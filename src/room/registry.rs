@@ -265,6 +265,9 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (watch_room, _) = reg.join(1, 1, 10, watch_box).await;
+        // The room has read the store, and this presence engine has no Redis
+        // behind it (it only reports): from here on only the clock matters.
+        tokio::time::pause();
         let (typist_box, _typist_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (room, _) = reg.join(1, 2, 20, typist_box).await;
         reg.deliver(
@@ -559,17 +562,31 @@ mod tests {
                 event: c.event.clone(),
             })
         };
-        reg.deliver(project, publish(&stored[0])).await;
-        reg.deliver(project, publish(&stored[2])).await;
-        let started = tokio::time::Instant::now();
         let ids: Vec<i64> = stored.iter().map(|c| c.comment.id).collect();
-        assert_eq!(received_ids(&mut rx, 3).await, ids);
+        reg.deliver(project, publish(&stored[0])).await;
+        assert_eq!(received_ids(&mut rx, 1).await, ids[..1]);
+        // The wait is the room's clock, so it runs paused; the store read
+        // that ends it is real IO, so the clock runs again before it: a
+        // paused clock would jump to the next timer (a timeout here, or the
+        // pool's) while the query is in flight.
+        tokio::time::pause();
+        reg.deliver(project, publish(&stored[2])).await;
+        // The room took the third (and began its wait) before the clock moves.
+        settle(&reg, project, owner).await;
+        let started = tokio::time::Instant::now();
+        // Held for all but the end of the wait: the store is not read yet.
+        tokio::time::advance(GAP_WAIT - Duration::from_millis(1)).await;
+        settle(&reg, project, owner).await;
+        assert!(rx.try_recv().is_none(), "the third waits for the second");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        tokio::time::resume();
+        assert_eq!(received_ids(&mut rx, 2).await, ids[1..]);
         assert!(
             started.elapsed() >= GAP_WAIT,
             "the third waited for the second"
         );
         reg.deliver(project, publish(&stored[1])).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        settle(&reg, project, owner).await;
         assert!(rx.try_recv().is_none(), "the late original is a duplicate");
     }
 }

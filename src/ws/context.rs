@@ -14,7 +14,6 @@ use crate::auth::JwtKeys;
 use crate::hub::Hub;
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
-use crate::store::BatchedReads;
 
 /// The settings of sockets, from configuration.
 #[derive(Debug, Clone)]
@@ -36,8 +35,6 @@ pub struct SocketSettings {
 #[derive(Debug)]
 pub struct SessionContext {
     pub hub: Hub,
-    /// Membership lookups, batched across concurrent connects.
-    pub reads: BatchedReads,
     pub jwt: Arc<JwtKeys>,
     pub limits: Arc<RateLimits>,
     /// This node's count of sockets per user.

@@ -29,11 +29,9 @@ use super::connection_limit::ConnectionGuard;
 use super::preamble::{Preamble, server_frame};
 use super::writer::{self, WriterSettings};
 use crate::auth::{AccessGrant, AuthError};
-use crate::broker::SocketSlot;
-use crate::hub::{Author, Command, CommandError, JoinRequest, Joined};
+use crate::hub::{Author, Command, CommandError, JoinRequest, Joined, Membership, SocketSlot};
 use crate::limits::LimitedKind;
 use crate::outbound::{Closer, Inbox, Outbox};
-use crate::room::{ConnId, RoomHandle};
 
 /// How long a closing socket waits for the peer's side of the close
 /// handshake. Dropping TCP with the peer's frames still unread makes the
@@ -68,8 +66,7 @@ where
 {
     let Admitted {
         session,
-        room,
-        conn,
+        membership,
         mut rx,
         preamble,
         watermark,
@@ -103,8 +100,7 @@ where
         stream,
         last_seen,
         writer,
-        room,
-        conn,
+        membership,
         _slots: slots,
     })
 }
@@ -116,8 +112,8 @@ pub struct Live<S> {
     stream: SplitStream<S>,
     last_seen: Arc<LastSeen>,
     writer: JoinHandle<()>,
-    room: RoomHandle,
-    conn: ConnId,
+    /// The socket's place in its room, handed back to the hub on close.
+    membership: Membership,
     /// This node's and the cluster's socket slots, held until the socket
     /// ends (given back on drop).
     _slots: (ConnectionGuard, SocketSlot),
@@ -140,7 +136,7 @@ where
     /// Leaves the room, lets the writer send the close frame and waits for
     /// the peer's side of the close handshake.
     async fn close(&mut self, peer_closed: bool) {
-        self.room.leave(self.conn).await;
+        self.session.ctx.hub.leave(&self.membership).await;
         self.session.closer.close(1000);
         let _ = (&mut self.writer).await;
         if !peer_closed {
@@ -154,8 +150,7 @@ where
 /// `initial_state` encoded for the writer to send first.
 struct Admitted {
     session: Session,
-    room: RoomHandle,
-    conn: ConnId,
+    membership: Membership,
     rx: Inbox,
     preamble: Bytes,
     watermark: Option<CommentId>,
@@ -191,7 +186,7 @@ where
     };
     let user = grant.user;
     tracing::Span::current().record("user_id", user);
-    let role = match ctx.reads.member_role(handshake.project, user).await {
+    let role = match ctx.hub.member_role(handshake.project, user).await {
         Ok(Some(role)) => role,
         Ok(None) => {
             refuse(ws, close::PERMISSION_DENIED).await;
@@ -216,7 +211,6 @@ where
     };
 
     ctx.metrics.sockets_open.fetch_add(1, Relaxed);
-    let conn = ctx.hub.next_conn_id();
     let (outbox, rx, closer) = Outbox::channel(
         ctx.settings.outbound_queue,
         handshake.encoding,
@@ -226,7 +220,6 @@ where
         .hub
         .join(JoinRequest {
             project: handshake.project,
-            conn,
             user,
             outbox: outbox.clone(),
             since: handshake.since,
@@ -235,19 +228,19 @@ where
         .await;
     let preamble = match joined {
         Ok(Joined {
-            room,
+            membership,
             state,
             watermark,
             seq_watermark,
         }) => encode(handshake.encoding, &ServerMessage::InitialState(state))
-            .map(|bytes| (room, bytes, watermark, seq_watermark))
+            .map(|bytes| (membership, bytes, watermark, seq_watermark))
             .map_err(|e| tracing::error!(error = %e, "encoding initial_state failed")),
         Err(e) => {
             tracing::error!(error = %e, "joining failed");
             Err(())
         }
     };
-    let Ok((room, preamble, watermark, seq_watermark)) = preamble else {
+    let Ok((membership, preamble, watermark, seq_watermark)) = preamble else {
         refuse(ws, close::INTERNAL_ERROR).await;
         ctx.metrics.sockets_open.fetch_sub(1, Relaxed);
         return None;
@@ -264,8 +257,7 @@ where
     };
     Some(Admitted {
         session,
-        room,
-        conn,
+        membership,
         rx,
         preamble,
         watermark,
@@ -545,10 +537,8 @@ mod tests {
     use crate::auth::JwtKeys;
     use crate::config::Config;
     use crate::domain::Role;
-    use crate::hub::INITIAL_COMMENTS;
     use crate::hub::test_support::{World, next, world};
     use crate::limits::RateLimits;
-    use crate::store::BatchedReads;
     use crate::ws::SocketSettings;
     use crate::ws::connection_limit::ConnectionLimiter;
 
@@ -558,7 +548,6 @@ mod tests {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let ctx = Arc::new(SessionContext {
             hub: w.hub.clone(),
-            reads: BatchedReads::spawn(w.store.clone(), INITIAL_COMMENTS),
             jwt: Arc::new(JwtKeys::hs256(
                 b"session-tests-secret-of-32-bytes!!",
                 Duration::from_secs(900),
