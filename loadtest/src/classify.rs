@@ -33,7 +33,13 @@ impl Kind {
             b"typing" => Kind::Typing,
             b"presence_join" | b"presence_leave" => Kind::Presence,
             b"error" => Kind::Error,
-            b"reaction" | b"feedback_created" | b"status_changed" => Kind::Other,
+            // Every other message of the protocol. MessagePack counts only
+            // names listed here, so each new server message belongs here.
+            b"reaction" | b"reaction_removed" | b"comment_edited" | b"comment_deleted"
+            | b"comment_resolved" | b"comment_reopened" | b"feedback_created"
+            | b"status_changed" | b"ack" | b"resync" | b"token_expiring" | b"token_refreshed" => {
+                Kind::Other
+            }
             _ => return None,
         })
     }
@@ -112,40 +118,142 @@ fn name_after(frame: &[u8], at: usize, encoding: Encoding) -> Option<(&[u8], usi
 /// Calls `each(kind, event_bytes)` for every event in `frame`, in order.
 /// `event_bytes` runs from the event's type to the start of the next event.
 pub fn for_each_event(frame: &[u8], encoding: Encoding, mut each: impl FnMut(Kind, &[u8])) {
+    for_each_named_event(frame, encoding, |kind, _, event| each(kind, event));
+}
+
+/// As [`for_each_event`], with the event's type name (`b"comment_edited"`).
+pub fn for_each_named_event(
+    frame: &[u8],
+    encoding: Encoding,
+    mut each: impl FnMut(Kind, &[u8], &[u8]),
+) {
     let key = match encoding {
         Encoding::Json => JSON_KEY,
         Encoding::MsgPack => MSGPACK_KEY,
     };
     let finder = memmem::Finder::new(key);
-    let mut pending: Option<(Kind, usize)> = None;
+    // The event being read: its kind, name and where its bytes start.
+    let mut pending: Option<(Kind, &[u8], usize)> = None;
     let mut from = 0;
     while let Some(found) = finder.find(&frame[from..]) {
         let at = from + found;
         let boundary = name_after(frame, at, encoding).and_then(|(name, end)| {
             match (Kind::known(name), encoding) {
-                (Some(kind), _) => Some((Some(kind), end)),
-                (None, _) if name == b"batch" => Some((None, end)),
+                (Some(kind), _) => Some((Some(kind), name, end)),
+                (None, _) if name == b"batch" => Some((None, name, end)),
                 // JSON finds only keys (the colon is checked), so an unknown
                 // name is a newer event type. In MessagePack a key and a
                 // string value look alike: a value "type" followed by
                 // another string is not an event, so only known names count.
-                (None, Encoding::Json) => Some((Some(Kind::Other), end)),
+                (None, Encoding::Json) => Some((Some(Kind::Other), name, end)),
                 (None, Encoding::MsgPack) => None,
             }
         });
         match boundary {
-            Some((kind, end)) => {
-                if let Some((kind, start)) = pending.take() {
-                    each(kind, &frame[start..at]);
+            Some((kind, name, end)) => {
+                if let Some((kind, name, start)) = pending.take() {
+                    each(kind, name, &frame[start..at]);
                 }
-                pending = kind.map(|k| (k, end));
+                pending = kind.map(|k| (k, name, end));
                 from = end;
             }
             None => from = at + key.len(),
         }
     }
-    if let Some((kind, start)) = pending {
-        each(kind, &frame[start..]);
+    if let Some((kind, name, start)) = pending {
+        each(kind, name, &frame[start..]);
+    }
+}
+
+/// Where the value of the *last* `key` field in `bytes` starts (JSON:
+/// after `"key":`; MessagePack: after the key's fixstr). The last, because
+/// the server writes an event's entity (with its user-written text) before
+/// its `event`, and `initial_state`'s `comments` before `last_seq` and
+/// `resume_complete`: whatever a text holds, the last match is the field.
+fn value_of(bytes: &[u8], key: &str, encoding: Encoding) -> Option<usize> {
+    match encoding {
+        Encoding::Json => {
+            let needle = format!("\"{key}\"");
+            let mut end = bytes.len();
+            while let Some(at) = memmem::rfind(&bytes[..end], needle.as_bytes()) {
+                let mut i = at + needle.len();
+                while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b':') {
+                    i += 1;
+                    while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+                        i += 1;
+                    }
+                    return Some(i);
+                }
+                // A string value that spells the key: look further back.
+                end = at;
+            }
+            None
+        }
+        Encoding::MsgPack => {
+            let len = u8::try_from(key.len()).ok().filter(|l| *l < 32)?;
+            let mut needle = vec![0xa0 | len];
+            needle.extend_from_slice(key.as_bytes());
+            memmem::rfind(bytes, &needle).map(|at| at + needle.len())
+        }
+    }
+}
+
+/// The integer value of the last `key` field in `bytes` (see [`value_of`]);
+/// `None` when absent, `null` or not an integer.
+pub fn int_field(bytes: &[u8], key: &str, encoding: Encoding) -> Option<i64> {
+    let at = value_of(bytes, key, encoding)?;
+    let v = bytes.get(at..)?;
+    match encoding {
+        Encoding::Json => {
+            let (neg, digits) = match v.first() {
+                Some(b'-') => (true, &v[1..]),
+                _ => (false, v),
+            };
+            let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            if len == 0 || len > 18 {
+                return None;
+            }
+            let n = digits[..len]
+                .iter()
+                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+            Some(if neg { -n } else { n })
+        }
+        Encoding::MsgPack => {
+            let be = |n: usize| -> Option<u64> {
+                let b = v.get(1..1 + n)?;
+                Some(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+            };
+            let head = *v.first()?;
+            match head {
+                0x00..=0x7f => Some(i64::from(head)),
+                0xe0..=0xff => Some(i64::from(head as i8)),
+                0xcc => be(1).map(|n| n as i64),
+                0xcd => be(2).map(|n| n as i64),
+                0xce => be(4).map(|n| n as i64),
+                0xcf => be(8).and_then(|n| i64::try_from(n).ok()),
+                0xd0 => be(1).map(|n| i64::from(n as u8 as i8)),
+                0xd1 => be(2).map(|n| i64::from(n as u16 as i16)),
+                0xd2 => be(4).map(|n| i64::from(n as u32 as i32)),
+                0xd3 => be(8).map(|n| n as i64),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// The boolean value of the last `key` field in `bytes` (see [`value_of`]).
+pub fn bool_field(bytes: &[u8], key: &str, encoding: Encoding) -> Option<bool> {
+    let at = value_of(bytes, key, encoding)?;
+    let v = bytes.get(at..)?;
+    match encoding {
+        Encoding::Json if v.starts_with(b"true") => Some(true),
+        Encoding::Json if v.starts_with(b"false") => Some(false),
+        Encoding::MsgPack if v.first() == Some(&0xc3) => Some(true),
+        Encoding::MsgPack if v.first() == Some(&0xc2) => Some(false),
+        _ => None,
     }
 }
 
@@ -215,6 +323,27 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_last_integer_and_boolean_field_of_json() {
+        let event = br#"{"comment":{"text":"say \"seq\":9 or seq","title":"seq"},"event":{"seq" : 42,"prev_seq":41}}"#;
+        assert_eq!(int_field(event, "seq", Encoding::Json), Some(42));
+        assert_eq!(int_field(event, "prev_seq", Encoding::Json), Some(41));
+        assert_eq!(int_field(event, "last_seq", Encoding::Json), None);
+        assert_eq!(int_field(br#"{"seq":null}"#, "seq", Encoding::Json), None);
+        assert_eq!(int_field(br#"{"seq":-3}"#, "seq", Encoding::Json), Some(-3));
+        assert_eq!(
+            int_field(br#"{"seq":99999999999999999999}"#, "seq", Encoding::Json),
+            None,
+            "overflow is refused"
+        );
+        let state = br#"{"resume_complete":false,"last_seq":7,"events":[]}"#;
+        assert_eq!(
+            bool_field(state, "resume_complete", Encoding::Json),
+            Some(false)
+        );
+        assert_eq!(bool_field(state, "last_seq", Encoding::Json), None);
+    }
+
+    #[test]
     fn comment_text_round_trips_its_send_time() {
         let text = comment_text(1_763_000_000_123_456_789, 16);
         assert!(text.ends_with(&"x".repeat(16)));
@@ -245,6 +374,74 @@ mod real_frames {
             created: "2026-11-22T10:00:00Z".into(),
             prev_id: None,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn finds_the_newer_messages_and_their_seq_in_both_encodings() {
+        use vridge_protocol::{Ack, EventMeta, Reaction};
+        let meta = |seq| {
+            Some(EventMeta {
+                seq,
+                prev_seq: seq - 1,
+                actor_id: 3,
+                at: "2026-11-22T10:00:00Z".into(),
+            })
+        };
+        let reaction = Reaction {
+            comment_id: 2,
+            user_id: 3,
+            emoji: "👍".into(),
+            created: "2026-11-22T10:00:00Z".into(),
+        };
+        // Sequence numbers of every MessagePack integer width.
+        let seqs = [5, 200, 40_000, 5_000_000_000];
+        for enc in Encoding::ALL {
+            let events = [
+                ServerMessage::CommentEdited {
+                    comment: comment(2, "seq"),
+                    user_id: 3,
+                    event: meta(seqs[0]),
+                },
+                ServerMessage::ReactionRemoved {
+                    reaction: reaction.clone(),
+                    user_id: 3,
+                    event: meta(seqs[1]),
+                },
+                ServerMessage::Ack(Ack {
+                    command: "comment_resolve".into(),
+                    client_msg_id: Some("m2".into()),
+                    seq: Some(seqs[2]),
+                    duplicate: false,
+                }),
+                ServerMessage::CommentDeleted {
+                    comment: comment(2, ""),
+                    user_id: 3,
+                    event: meta(seqs[3]),
+                },
+            ];
+            let parts: Vec<Bytes> = events.iter().map(|e| encode(enc, e).unwrap()).collect();
+            let frame = batch_frame(enc, &parts);
+            let mut seen = Vec::new();
+            for_each_named_event(&frame, enc, |kind, name, event| {
+                seen.push((
+                    kind,
+                    String::from_utf8_lossy(name).into_owned(),
+                    int_field(event, "seq", enc),
+                ));
+            });
+            let names = [
+                "comment_edited",
+                "reaction_removed",
+                "ack",
+                "comment_deleted",
+            ];
+            let want: Vec<_> = names
+                .iter()
+                .zip(seqs)
+                .map(|(n, s)| (Kind::Other, n.to_string(), Some(s)))
+                .collect();
+            assert_eq!(seen, want, "{enc:?}");
         }
     }
 

@@ -11,7 +11,7 @@ use vridge_protocol::Encoding;
 use crate::provisioning::{self, Project, Shard};
 use crate::report::Report;
 use crate::run::Run;
-use crate::scenario::{idle, rest, room, storm};
+use crate::scenario::{idle, rest, resume, room, storm};
 use crate::target::{Placement, Target, sources_needed};
 
 #[derive(Debug, Parser)]
@@ -175,6 +175,35 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1024)]
         text_bytes: usize,
     },
+    /// Seed E events of mixed kinds per project, then time C clients
+    /// resuming with ?since_seq= until complete; server CPU.
+    Resume {
+        /// Projects to seed and resume (clients are spread over them).
+        #[arg(long, default_value_t = 1)]
+        projects: usize,
+        /// Events (one per command) to seed per project; 0: no seed phase,
+        /// measure what the store holds.
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        /// Seed commands in flight per project at most.
+        #[arg(long, default_value_t = 64)]
+        seed_window: usize,
+        /// No REST status changes in the seed mix.
+        #[arg(long)]
+        no_status_changes: bool,
+        /// Clients resuming at once; 0: no measure phase.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// The since_seq clients resume from first.
+        #[arg(long, default_value_t = 0)]
+        since_seq: i64,
+        /// Most connects per client before it counts as not complete.
+        #[arg(long, default_value_t = 1000)]
+        max_rounds: u32,
+        /// Resumes per client, one after another.
+        #[arg(long, default_value_t = 1)]
+        repeats: u32,
+    },
 }
 
 impl Scenario {
@@ -186,7 +215,7 @@ impl Scenario {
             | Scenario::Typing { shape, .. }
             | Scenario::Storm { shape, .. }
             | Scenario::Slow { shape, .. } => *shape,
-            Scenario::Rest { projects, .. } => Shape {
+            Scenario::Rest { projects, .. } | Scenario::Resume { projects, .. } => Shape {
                 projects: *projects,
                 members: 0,
             },
@@ -220,7 +249,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
         shape.members,
         common.shard,
     )?;
-    let sockets: usize = projects.iter().map(|p| p.members.len()).sum();
+    let sockets: usize = match &cli.scenario {
+        // A seeder per project and the resuming clients.
+        Scenario::Resume { clients, .. } => projects.len() + clients,
+        _ => projects.iter().map(|p| p.members.len()).sum(),
+    };
     let limit = raise_open_files();
     // Each socket is a file, plus some for the runtime and HTTP.
     let uses_sockets = !matches!(cli.scenario, Scenario::Rest { .. });
@@ -324,6 +357,31 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Report> {
                     attempts: attempts.max(1),
                     retry_after: Duration::from_millis(retry_after_ms),
                     at_unix_secs,
+                },
+            )
+            .await
+        }
+        Scenario::Resume {
+            events,
+            seed_window,
+            no_status_changes,
+            clients,
+            since_seq,
+            max_rounds,
+            repeats,
+            ..
+        } => {
+            resume::run(
+                &run,
+                &projects,
+                resume::ResumeSpec {
+                    events,
+                    seed_window,
+                    status_changes: !no_status_changes,
+                    clients,
+                    since_seq,
+                    max_rounds,
+                    repeats,
                 },
             )
             .await

@@ -188,6 +188,15 @@ impl Target {
             .replace("{token}", &member.token)
     }
 
+    /// `path` with `query` (`since_seq=5`) appended to its query string.
+    pub fn with_query(path: String, query: &str) -> String {
+        if query.is_empty() {
+            return path;
+        }
+        let joint = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{joint}{query}")
+    }
+
     /// Places members as `placement` says.
     pub fn placed(mut self, placement: Placement) -> Self {
         self.placement = placement;
@@ -226,12 +235,33 @@ impl Target {
 
     /// Opens socket number `index` for `member` and completes the handshake.
     pub async fn connect(&self, index: usize, member: &Member) -> Result<Socket, ConnectError> {
-        tokio::time::timeout(self.timeout, self.connect_inner(index, member))
+        self.connect_with_query(index, member, "").await
+    }
+
+    /// As [`Target::connect`], with `query` (`since_seq=5`) added to the
+    /// path's query string.
+    pub async fn connect_with_query(
+        &self,
+        index: usize,
+        member: &Member,
+        query: &str,
+    ) -> Result<Socket, ConnectError> {
+        tokio::time::timeout(self.timeout, self.connect_inner(index, member, query))
             .await
             .map_err(|_| ConnectError::Timeout)?
     }
 
-    async fn connect_inner(&self, index: usize, member: &Member) -> Result<Socket, ConnectError> {
+    /// The server `member`'s sockets go to, as `http://HOST:PORT` (for REST).
+    pub fn http_base(&self, member: &Member) -> String {
+        format!("http://{}", self.servers[self.node_of(member)])
+    }
+
+    async fn connect_inner(
+        &self,
+        index: usize,
+        member: &Member,
+        query: &str,
+    ) -> Result<Socket, ConnectError> {
         let server = self.servers[self.node_of(member)];
         let socket = TcpSocket::new_v4().map_err(ConnectError::Io)?;
         // Always bound: Linux gives an unbound connect() only the ports of
@@ -243,7 +273,7 @@ impl Target {
         let _ = stream.set_nodelay(true);
         let url = format!(
             "ws://{server}{}",
-            Self::path_for(&self.path_template, member)
+            Self::with_query(Self::path_for(&self.path_template, member), query)
         );
         let mut request = url.into_client_request().map_err(ConnectError::Handshake)?;
         let protocol = match self.encoding {
@@ -287,6 +317,15 @@ mod tests {
             ),
             "/ws/feedback/7?token=tok&u=3&f=9"
         );
+        assert_eq!(
+            Target::with_query("/ws/feedback/7?token=tok".into(), "since_seq=5"),
+            "/ws/feedback/7?token=tok&since_seq=5"
+        );
+        assert_eq!(
+            Target::with_query("/ws/7".into(), "since_seq=0"),
+            "/ws/7?since_seq=0"
+        );
+        assert_eq!(Target::with_query("/ws/7".into(), ""), "/ws/7");
         assert_eq!(sources_needed(10), 1);
         assert_eq!(sources_needed(100_000), 4);
         assert_eq!(authority("ws://127.0.0.1:80/x").unwrap(), "127.0.0.1:80");

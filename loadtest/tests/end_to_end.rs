@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use vridge_loadtest::provisioning::{self, Member, Project};
 use vridge_loadtest::run::Run;
-use vridge_loadtest::scenario::{idle, rest, room, storm};
+use vridge_loadtest::scenario::{idle, rest, resume, room, storm};
 use vridge_loadtest::target::Target;
 use vridge_protocol::codec::decode_server;
 use vridge_protocol::{Encoding, ServerMessage, close};
@@ -67,8 +67,19 @@ async fn serve(app: Application, dir: tempfile::TempDir) -> Server {
 /// A server with rate limits lifted and `projects` × `members` provisioned
 /// through its own store and keys.
 async fn server_with(projects: usize, members: usize) -> (Server, Vec<Project>) {
+    server_with_flags(projects, members, &[]).await
+}
+
+/// As [`server_with`], with more server flags.
+async fn server_with_flags(
+    projects: usize,
+    members: usize,
+    extra: &[&str],
+) -> (Server, Vec<Project>) {
     let dir = tempfile::tempdir().unwrap();
-    let app = Application::build(config(dir.path(), &["--no-rate-limits"]))
+    let mut flags = vec!["--no-rate-limits"];
+    flags.extend_from_slice(extra);
+    let app = Application::build(config(dir.path(), &flags))
         .await
         .unwrap();
     let users = provision(
@@ -310,5 +321,66 @@ async fn rest_run_gets_every_request_answered() {
         "{}",
         report.table()
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_run_seeds_every_event_and_every_client_gets_them_all() {
+    // A small cap, so a resume takes several rounds.
+    let (server, projects) = server_with_flags(2, 3, &["--resume-max-comments", "50"]).await;
+    let spec = resume::ResumeSpec {
+        events: 300,
+        seed_window: 16,
+        status_changes: true,
+        clients: 4,
+        since_seq: 0,
+        max_rounds: 100,
+        repeats: 2,
+    };
+    let run = run_for(&server).await;
+    let report = resume::run(&run, &projects, spec).await;
+    let n = |k: &str| report.number(k).unwrap_or(-1.0);
+    let table = report.table();
+    assert_eq!(n("seed_events"), 600.0, "{table}");
+    assert_eq!(n("seed_commands_acked"), 600.0, "{table}");
+    assert_eq!(n("seed_projects_mismatched"), 0.0, "{table}");
+    assert_eq!(
+        (n("seed_noop_acks"), n("seed_refused"), n("seed_unanswered")),
+        (0.0, 0.0, 0.0),
+        "{table}"
+    );
+    assert_eq!(
+        (n("resumes"), n("resumes_complete"), n("resumes_mismatched")),
+        (8.0, 8.0, 0.0),
+        "{table}"
+    );
+    assert_eq!(n("events_received"), 8.0 * 300.0, "{table}");
+    assert_eq!(n("events_out_of_order"), 0.0, "{table}");
+    assert!(n("rounds_p50") >= 6.0, "{table}");
+    assert_eq!(n("complete_count"), 8.0, "{table}");
+    assert!(report.get("first_error").is_none(), "{table}");
+
+    // Measure only, from the middle of the log.
+    let run = run_for(&server).await;
+    let report = resume::run(
+        &run,
+        &projects,
+        resume::ResumeSpec {
+            events: 0,
+            clients: 2,
+            since_seq: 100,
+            repeats: 1,
+            ..spec
+        },
+    )
+    .await;
+    let n = |k: &str| report.number(k).unwrap_or(-1.0);
+    assert_eq!(
+        (n("events_per_resume_min"), n("events_per_resume_max")),
+        (200.0, 200.0),
+        "{}",
+        report.table()
+    );
+    assert_eq!(n("resumes_mismatched"), 0.0, "{}", report.table());
     server.stop().await;
 }

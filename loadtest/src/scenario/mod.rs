@@ -3,6 +3,7 @@
 
 pub mod idle;
 pub mod rest;
+pub mod resume;
 pub mod room;
 pub mod storm;
 
