@@ -392,8 +392,8 @@ async fn a_reaction_is_stored_once_per_comment_user_and_emoji(store: &Store) {
             .await,
         Err(ChangeError::NotFound)
     ));
-    let counts = store
-        .with_counts(store.comments_since(w.project, 0, 10).await.unwrap())
+    let (counts, _) = store
+        .comments_since_with_seq(w.project, 0, 10)
         .await
         .unwrap();
     let counts: Vec<(String, u32)> = counts[0]

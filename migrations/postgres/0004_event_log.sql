@@ -34,6 +34,17 @@ ALTER TABLE comments ADD COLUMN deleted_at BIGINT;
 ALTER TABLE comments ADD COLUMN resolved_at BIGINT;
 ALTER TABLE comments ADD COLUMN resolved_by BIGINT;
 CREATE INDEX comments_parent ON comments (parent_id, id);
+-- Counts kept on the comment row, in the transaction that changes them, so
+-- that the reads every connecting socket makes (the newest comments) need
+-- no grouped read: replies to this comment, and its reactions by emoji as
+-- JSON [{"emoji": …, "count": …}] in emoji order (NULL: none).
+ALTER TABLE comments ADD COLUMN reply_count BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE comments ADD COLUMN reaction_counts TEXT;
+UPDATE comments SET reaction_counts = (
+    SELECT json_agg(json_build_object('emoji', emoji, 'count', n) ORDER BY emoji)::text FROM (
+        SELECT emoji, COUNT(*) AS n FROM reactions WHERE comment_id = comments.id GROUP BY emoji
+    ) AS by_emoji
+) WHERE id IN (SELECT comment_id FROM reactions);
 
 -- Earlier versions of edited comments; version 1 is the text as first posted.
 -- A deletion removes them with the text.

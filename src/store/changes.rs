@@ -86,6 +86,36 @@ impl From<sqlx::Error> for ChangeError {
     }
 }
 
+/// Rewrites the reaction counts kept on comment `$comment`'s row from its
+/// reactions, inside `$tx` (see the `reaction_counts` column).
+macro_rules! recount_reactions {
+    ($tx:expr, $comment:expr) => {{
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT emoji, COUNT(*) FROM reactions WHERE comment_id = $1 GROUP BY emoji ORDER BY emoji",
+        )
+        .bind($comment)
+        .fetch_all(&mut *$tx)
+        .await?;
+        let counts: Vec<vridge_protocol::ReactionCount> = counts
+            .into_iter()
+            .map(|(emoji, count)| vridge_protocol::ReactionCount {
+                emoji,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+            })
+            .collect();
+        let json = if counts.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&counts).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        };
+        sqlx::query("UPDATE comments SET reaction_counts = $2 WHERE id = $1")
+            .bind($comment)
+            .bind(json)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
 /// The decision taken on the comment as read.
 enum Plan {
     Unchanged,
@@ -194,6 +224,7 @@ impl Store {
                         return Ok(ChangeOutcome::Unchanged);
                     };
                     reaction = Some(added.into_wire());
+                    recount_reactions!(tx, req.comment);
                 }
                 CommentChange::Unreact(emoji) => {
                     let removed: Option<ReactionRow> = sqlx::query_as(
@@ -211,6 +242,7 @@ impl Store {
                     let mut removed = removed.into_wire();
                     removed.created = crate::time::rfc3339(now);
                     reaction = Some(removed);
+                    recount_reactions!(tx, req.comment);
                 }
             }
             let kind = req.change.kind();
@@ -290,7 +322,7 @@ fn announce(
     actor: UserId,
     event: Option<vridge_protocol::EventMeta>,
 ) -> ServerMessage {
-    let comment = current.into_wire();
+    let comment = current.into_event();
     let user_id = actor;
     match (kind, reaction) {
         (EventKind::ReactionAdded, Some(reaction)) => ServerMessage::Reaction {

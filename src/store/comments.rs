@@ -22,57 +22,13 @@ pub struct Newest {
     pub last_seq: Seq,
 }
 
-/// Sets the reply counts (of roots) and reaction counts of `$comments` (a
-/// `&mut [Comment]`) with one grouped read (replies and reactions joined by
-/// `UNION ALL`: one round trip) per [`MAX_BATCHED_KEYS`](super::MAX_BATCHED_KEYS)
-/// comments, on the connection `$conn` — a transaction, when the counts
-/// must match a snapshot. A macro for the same reason as [`append_events!`].
-macro_rules! add_counts {
-    ($conn:expr, $comments:expr) => {{
-        let comments: &mut [vridge_protocol::Comment] = $comments;
-        let ids: Vec<i64> = comments.iter().map(|c| c.id).collect();
-        let mut replies: HashMap<i64, u32> = HashMap::new();
-        let mut reactions: HashMap<i64, Vec<vridge_protocol::ReactionCount>> = HashMap::new();
-        for chunk in ids.chunks($crate::store::MAX_BATCHED_KEYS) {
-            // A reply count comes back with a NULL emoji.
-            let mut query = QueryBuilder::new(
-                "SELECT parent_id, NULL AS emoji, COUNT(*) FROM comments WHERE parent_id IN (",
-            );
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            query.push(
-                ") GROUP BY parent_id UNION ALL \
-                 SELECT comment_id, emoji, COUNT(*) FROM reactions WHERE comment_id IN (",
-            );
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            query.push(") GROUP BY comment_id, emoji");
-            let rows: Vec<(i64, Option<String>, i64)> =
-                query.build_query_as().fetch_all(&mut *$conn).await?;
-            for (id, emoji, count) in rows {
-                let count = u32::try_from(count).unwrap_or(u32::MAX);
-                match emoji {
-                    None => {
-                        replies.insert(id, count);
-                    }
-                    Some(emoji) => reactions
-                        .entry(id)
-                        .or_default()
-                        .push(vridge_protocol::ReactionCount { emoji, count }),
-                }
-            }
-        }
-        for comment in comments.iter_mut() {
-            comment.reply_count = replies.get(&comment.id).copied().unwrap_or(0);
-            let mut counts = reactions.remove(&comment.id).unwrap_or_default();
-            counts.sort_unstable_by(|a, b| a.emoji.cmp(&b.emoji));
-            comment.reactions = counts;
-        }
-    }};
+/// A comment row with its project's newest event number, read by the same
+/// statement.
+#[derive(Debug, sqlx::FromRow)]
+struct SeqCommentRow {
+    #[sqlx(flatten)]
+    comment: CommentRow,
+    project_seq: i64,
 }
 
 /// One comment to store. The feedback item's project has been checked, and
@@ -201,6 +157,30 @@ impl Store {
                 }
                 link.push(")");
                 link.build().execute(&mut *tx).await?;
+                // Replies count on their root's row.
+                let mut replies: std::collections::BTreeMap<CommentId, i64> = Default::default();
+                for row in &inserted {
+                    if let Some(parent) = row.parent_id {
+                        *replies.entry(parent).or_default() += 1;
+                    }
+                }
+                if !replies.is_empty() {
+                    let mut bump = QueryBuilder::new(
+                        "UPDATE comments SET reply_count = reply_count + bumps.n FROM (",
+                    );
+                    for (i, (parent, n)) in replies.iter().enumerate() {
+                        if i > 0 {
+                            bump.push(" UNION ALL ");
+                        }
+                        bump.push("SELECT ");
+                        bump.push_bind(*parent);
+                        bump.push(" AS cid, ");
+                        bump.push_bind(*n);
+                        bump.push(" AS n");
+                    }
+                    bump.push(") AS bumps WHERE comments.id = bumps.cid");
+                    bump.build().execute(&mut *tx).await?;
+                }
                 // One event per new comment, numbered in id order within
                 // each project (ids and numbers then agree on the order).
                 let mut rows: Vec<&CommentRow> = inserted.iter().collect();
@@ -257,14 +237,16 @@ impl Store {
 
     /// The `limit` newest comments of each project, oldest first, with
     /// their reply and reaction counts, and the number of each project's
-    /// newest event: what a connecting socket's `initial_state` shows.
-    /// One query per [`MAX_BATCHED_KEYS`] projects (one index range each,
-    /// joined by `UNION ALL`), for the batched reads of concurrent connects.
+    /// newest event: what a connecting socket's `initial_state` shows. One
+    /// query per [`MAX_BATCHED_KEYS`] projects (one index range each, joined
+    /// by `UNION ALL`), for the batched reads of concurrent connects, and
+    /// one read of the projects' numbers before it.
     ///
-    /// Everything is read in one snapshot (a repeatable-read transaction on
-    /// PostgreSQL; SQLite's read transaction is one), so `last_seq` is
-    /// exactly the log position the comments and counts reflect: live events
-    /// after it are news to the client, and none before it is.
+    /// Each comment row carries its project's `last_seq` read by the same
+    /// statement (one snapshot on both engines), so for a project with
+    /// comments the number is exactly the log position the comments and
+    /// counts reflect. A project without comments takes the number read
+    /// before: a comment committed after that read would have been found.
     pub async fn latest_comments_of(
         &self,
         projects: &[ProjectId],
@@ -272,103 +254,85 @@ impl Store {
     ) -> Result<HashMap<ProjectId, Newest>, StoreError> {
         let mut by_project: HashMap<ProjectId, Newest> =
             projects.iter().map(|p| (*p, Newest::default())).collect();
-        if projects.is_empty() {
-            return Ok(by_project);
-        }
-        let postgres = matches!(self, Store::Postgres(_));
         for chunk in projects.chunks(MAX_BATCHED_KEYS) {
-            let (mut comments, seqs) = on_pool!(self, pool => {
-                let mut tx = pool.begin().await?;
-                if postgres {
-                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                        .execute(&mut *tx)
-                        .await?;
+            for (project, last_seq) in self.last_seqs(chunk).await? {
+                if let Some(newest) = by_project.get_mut(&project) {
+                    newest.last_seq = last_seq;
                 }
+            }
+            let rows: Vec<SeqCommentRow> = on_pool!(self, pool => {
                 let mut query = QueryBuilder::new("");
                 for (i, project) in chunk.iter().enumerate() {
                     if i > 0 {
                         query.push(" UNION ALL ");
                     }
-                    query.push(concat!("SELECT * FROM (SELECT ", comment_columns!(), " FROM comments WHERE project_id = "));
+                    query.push(concat!(
+                        "SELECT * FROM (SELECT ", comment_columns!(),
+                        ", (SELECT last_seq FROM projects WHERE projects.id = comments.project_id) AS project_seq \
+                         FROM comments WHERE project_id = "
+                    ));
                     query.push_bind(*project);
                     query.push(" ORDER BY id DESC LIMIT ");
                     query.push_bind(i64::from(limit));
                     query.push(format_args!(") AS newest_{i}"));
                 }
-                let rows: Vec<CommentRow> = query.build_query_as().fetch_all(&mut *tx).await?;
-                let mut seqs = QueryBuilder::new("SELECT id, last_seq FROM projects WHERE id IN (");
-                let mut list = seqs.separated(", ");
-                for project in chunk {
-                    list.push_bind(*project);
-                }
-                seqs.push(")");
-                let seqs: Vec<(i64, i64)> = seqs.build_query_as().fetch_all(&mut *tx).await?;
-                let mut comments: Vec<Comment> = rows.into_iter().map(CommentRow::into_wire).collect();
-                add_counts!(tx, &mut comments);
-                tx.commit().await?;
-                (comments, seqs)
-            });
-            for (project, last_seq) in seqs {
-                if let Some(newest) = by_project.get_mut(&project) {
-                    newest.last_seq = last_seq;
+                query.build_query_as().fetch_all(pool).await
+            })?;
+            for row in rows {
+                if let Some(newest) = by_project.get_mut(&row.comment.project_id) {
+                    newest.last_seq = row.project_seq;
+                    newest.comments.push(row.comment.into_wire());
                 }
             }
-            comments.sort_unstable_by_key(|c| c.id);
-            for comment in comments {
-                if let Some(newest) = by_project.get_mut(&comment.project_id) {
-                    newest.comments.push(comment);
-                }
-            }
+        }
+        for newest in by_project.values_mut() {
+            newest.comments.sort_unstable_by_key(|c| c.id);
         }
         Ok(by_project)
     }
 
+    /// The newest event number of each project (missing ones left out).
+    async fn last_seqs(&self, projects: &[ProjectId]) -> Result<Vec<(ProjectId, Seq)>, StoreError> {
+        if projects.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(on_pool!(self, pool => {
+            let mut query = QueryBuilder::new("SELECT id, last_seq FROM projects WHERE id IN (");
+            let mut list = query.separated(", ");
+            for project in projects {
+                list.push_bind(*project);
+            }
+            query.push(")");
+            query.build_query_as().fetch_all(pool).await
+        })?)
+    }
+
     /// As [`comments_since`](Self::comments_since), with the comments'
     /// reply and reaction counts and the number of the project's newest
-    /// event, all read in one snapshot (see [`latest_comments_of`](Self::latest_comments_of)):
-    /// what a resume by comment id shows.
+    /// event they reflect (read as [`latest_comments_of`](Self::latest_comments_of)
+    /// reads it): what a resume by comment id shows.
     pub async fn comments_since_with_seq(
         &self,
         project: ProjectId,
         since: CommentId,
         limit: u32,
     ) -> Result<(Vec<Comment>, Seq), StoreError> {
-        let postgres = matches!(self, Store::Postgres(_));
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if postgres {
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let rows: Vec<CommentRow> = sqlx::query_as(concat!("SELECT ", comment_columns!(), " FROM comments WHERE project_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3"))
-                .bind(project)
-                .bind(since)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await?;
-            let last_seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM projects WHERE id = $1")
-                .bind(project)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let mut comments: Vec<Comment> = rows.into_iter().map(CommentRow::into_wire).collect();
-            add_counts!(tx, &mut comments);
-            tx.commit().await?;
-            Ok((comments, last_seq.unwrap_or(0)))
-        })
-    }
-
-    /// Sets the reply and reaction counts of `comments` (see
-    /// [`Comment::reply_count`], [`Comment::reactions`]).
-    pub async fn with_counts(
-        &self,
-        mut comments: Vec<Comment>,
-    ) -> Result<Vec<Comment>, StoreError> {
-        on_pool!(self, pool => {
-            let mut conn = pool.acquire().await?;
-            add_counts!(conn, &mut comments);
-        });
-        Ok(comments)
+        let before = self.last_seq(project).await?.unwrap_or(0);
+        let rows: Vec<SeqCommentRow> = on_pool!(self, pool => sqlx::query_as(concat!(
+            "SELECT ", comment_columns!(),
+            ", (SELECT last_seq FROM projects WHERE projects.id = comments.project_id) AS project_seq \
+             FROM comments WHERE project_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3"
+        ))
+        .bind(project)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
+        let last_seq = rows.first().map_or(before, |r| r.project_seq);
+        Ok((
+            rows.into_iter().map(|r| r.comment.into_wire()).collect(),
+            last_seq,
+        ))
     }
 
     /// The id of the project's newest comment, if it has any.
@@ -447,14 +411,14 @@ fn match_outcomes(
         .collect();
     let mut known: HashMap<(UserId, String), Comment> = existing
         .into_iter()
-        .map(|row| ((row.user_id, row.idempotency_key.clone()), row.into_wire()))
+        .map(|row| ((row.user_id, row.idempotency_key.clone()), row.into_event()))
         .collect();
     requests
         .iter()
         .map(|r| {
             let key = (r.user_id, r.key.as_str().to_owned());
             if let Some(row) = fresh.remove(&key) {
-                let comment = row.into_wire();
+                let comment = row.into_event();
                 known.insert(key, comment.clone());
                 return Ok(StoredComment {
                     event: metas_of.remove(&comment.id),
@@ -525,10 +489,7 @@ impl Store {
         .bind(root)
         .fetch_all(pool)
         .await)?;
-        let mut comments = self
-            .with_counts(rows.into_iter().map(CommentRow::into_wire).collect())
-            .await?
-            .into_iter();
+        let mut comments = rows.into_iter().map(CommentRow::into_wire);
         let Some(first) = comments.next().filter(|c| c.id == root) else {
             return Err(StoreError::Corrupt(format!("thread {root} has no root")));
         };

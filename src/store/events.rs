@@ -275,7 +275,7 @@ impl Store {
         Ok(EventPage { events, more })
     }
 
-    /// Comments by id (missing ids are left out).
+    /// Comments by id as events carry them (missing ids are left out).
     pub(super) async fn comments_by_id(
         &self,
         ids: &[CommentId],
@@ -294,7 +294,7 @@ impl Store {
                 query.push(")");
                 query.build_query_as().fetch_all(pool).await
             })?;
-            out.extend(rows.into_iter().map(|r| (r.id, r.into_wire())));
+            out.extend(rows.into_iter().map(|r| (r.id, r.into_event())));
         }
         Ok(out)
     }

@@ -130,7 +130,6 @@ impl Store {
         .bind(i64::from(open_only))
         .fetch_all(pool)
         .await)?;
-        self.with_counts(rows.into_iter().map(CommentRow::into_wire).collect())
-            .await
+        Ok(rows.into_iter().map(CommentRow::into_wire).collect())
     }
 }

@@ -1,6 +1,6 @@
 //! Rows as the database returns them, and their conversion to wire types.
 
-use vridge_protocol::{Comment, Feedback, Reaction};
+use vridge_protocol::{Comment, Feedback, Reaction, ReactionCount};
 
 use crate::time::rfc3339;
 
@@ -10,7 +10,7 @@ use crate::time::rfc3339;
 macro_rules! comment_columns {
     () => {
         "id, project_id, feedback_id, user_id, text, title, section, security, video_timestamp, idempotency_key, created_at, prev_id, \
-         parent_id, timestamp_end, edited_at, deleted_at, resolved_at, resolved_by"
+         parent_id, timestamp_end, edited_at, deleted_at, resolved_at, resolved_by, reply_count, reaction_counts"
     };
 }
 pub(crate) use comment_columns;
@@ -36,10 +36,32 @@ pub struct CommentRow {
     pub deleted_at: Option<i64>,
     pub resolved_at: Option<i64>,
     pub resolved_by: Option<i64>,
+    pub reply_count: i64,
+    /// Reactions by emoji, as JSON (see the migration); NULL when none.
+    pub reaction_counts: Option<String>,
 }
 
 impl CommentRow {
+    /// The comment as history and `initial_state` show it: with its reply
+    /// and reaction counts.
     pub fn into_wire(self) -> Comment {
+        let reply_count = u32::try_from(self.reply_count).unwrap_or(u32::MAX);
+        let reactions = self
+            .reaction_counts
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<Vec<ReactionCount>>(json).ok())
+            .unwrap_or_default();
+        Comment {
+            reply_count,
+            reactions,
+            ..self.into_event()
+        }
+    }
+
+    /// The comment as an event carries it: without counts, which a client
+    /// keeps from the events themselves (a replayed event never counts a
+    /// reaction twice).
+    pub fn into_event(self) -> Comment {
         Comment {
             id: self.id,
             project_id: self.project_id,
