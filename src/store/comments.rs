@@ -131,17 +131,25 @@ impl Store {
                 .await
                 .map_err(StoreError::from_write)?;
             if !inserted.is_empty() {
-                let mut newest_before: HashMap<ProjectId, Option<CommentId>> = HashMap::new();
-                for (project, first_new) in first_new_ids(&inserted) {
-                    let newest: Option<CommentId> = sqlx::query_scalar(
-                        "SELECT MAX(id) FROM comments WHERE project_id = $1 AND id < $2",
-                    )
-                    .bind(project)
-                    .bind(first_new)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    newest_before.insert(project, newest);
+                // Each project's newest comment before this batch: one
+                // statement for all of the batch's projects.
+                let mut newest = QueryBuilder::new("");
+                for (i, (project, first_new)) in first_new_ids(&inserted).into_iter().enumerate() {
+                    if i > 0 {
+                        newest.push(" UNION ALL ");
+                    }
+                    newest.push("SELECT ");
+                    newest.push_bind(project);
+                    newest.push(" AS pid, (SELECT MAX(id) FROM comments WHERE project_id = ");
+                    newest.push_bind(project);
+                    newest.push(" AND id < ");
+                    newest.push_bind(first_new);
+                    newest.push(") AS newest");
                 }
+                let newest: Vec<(i64, Option<i64>)> =
+                    newest.build_query_as().fetch_all(&mut *tx).await?;
+                let newest_before: HashMap<ProjectId, Option<CommentId>> =
+                    newest.into_iter().collect();
                 link_to_predecessors(&mut inserted, &newest_before);
                 let mut link = QueryBuilder::new("UPDATE comments SET prev_id = CASE id");
                 for row in &inserted {
