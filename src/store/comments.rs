@@ -97,12 +97,22 @@ impl Store {
         let (inserted, existing) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             if postgres {
-                for project in &projects {
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                        .bind(*project)
-                        .execute(&mut *tx)
-                        .await?;
+                // One statement for every project of the batch; the locks
+                // are taken as the sorted rows are produced, in ascending
+                // order, so two batches never deadlock.
+                let mut lock = QueryBuilder::new(
+                    "SELECT pg_advisory_xact_lock(pid) FROM (SELECT pid FROM (",
+                );
+                for (i, project) in projects.iter().enumerate() {
+                    if i > 0 {
+                        lock.push(" UNION ALL ");
+                    }
+                    lock.push("SELECT ");
+                    lock.push_bind(*project);
+                    lock.push(" AS pid");
                 }
+                lock.push(") AS batch ORDER BY pid) AS sorted");
+                lock.build().execute(&mut *tx).await?;
             }
             let mut insert = QueryBuilder::new(
                 "INSERT INTO comments (project_id, feedback_id, user_id, text, title, section, security, \
