@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 use vridge_protocol::{Comment, CommentId, EventMeta, ProjectId, Seq, UserId};
 
+use super::engine::BatchStatements as _;
 use super::events::{EventKind, NewEvent, append_events};
 use super::rows::{CommentRow, comment_columns};
 use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
@@ -89,31 +90,15 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let postgres = matches!(self, Store::Postgres(_));
         let mut projects: Vec<ProjectId> = requests.iter().map(|r| r.project_id).collect();
         projects.sort_unstable();
         projects.dedup();
         let mut metas_of: HashMap<CommentId, EventMeta> = HashMap::new();
         let (inserted, existing) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            if postgres {
-                // One statement for every project of the batch; the locks
-                // are taken as the sorted rows are produced, in ascending
-                // order, so two batches never deadlock.
-                let mut lock = QueryBuilder::new(
-                    "SELECT pg_advisory_xact_lock(pid) FROM (SELECT pid FROM (",
-                );
-                for (i, project) in projects.iter().enumerate() {
-                    if i > 0 {
-                        lock.push(" UNION ALL ");
-                    }
-                    lock.push("SELECT ");
-                    lock.push_bind(*project);
-                    lock.push(" AS pid");
-                }
-                lock.push(") AS batch ORDER BY pid) AS sorted");
-                lock.build().execute(&mut *tx).await?;
-            }
+            // Within a project the next ids are only handed out once the
+            // previous holder committed (see above).
+            tx.lock_projects(&projects).await?;
             let mut insert = QueryBuilder::new(
                 "INSERT INTO comments (project_id, feedback_id, user_id, text, title, section, security, \
                  video_timestamp, idempotency_key, created_at, parent_id, timestamp_end) ",
@@ -143,23 +128,7 @@ impl Store {
             if !inserted.is_empty() {
                 // Each project's newest comment before this batch: one
                 // statement for all of the batch's projects.
-                let mut newest = QueryBuilder::new("");
-                for (i, (project, first_new)) in first_new_ids(&inserted).into_iter().enumerate() {
-                    if i > 0 {
-                        newest.push(" UNION ALL ");
-                    }
-                    newest.push("SELECT ");
-                    newest.push_bind(project);
-                    newest.push(" AS pid, (SELECT MAX(id) FROM comments WHERE project_id = ");
-                    newest.push_bind(project);
-                    newest.push(" AND id < ");
-                    newest.push_bind(first_new);
-                    newest.push(") AS newest");
-                }
-                let newest: Vec<(i64, Option<i64>)> =
-                    newest.build_query_as().fetch_all(&mut *tx).await?;
-                let newest_before: HashMap<ProjectId, Option<CommentId>> =
-                    newest.into_iter().collect();
+                let newest_before = tx.newest_before(&first_new_ids(&inserted)).await?;
                 link_to_predecessors(&mut inserted, &newest_before);
                 let mut link = QueryBuilder::new("UPDATE comments SET prev_id = CASE id");
                 for row in &inserted {
@@ -257,14 +226,14 @@ impl Store {
     /// their reply and reaction counts, and the number of each project's
     /// newest event: what a connecting socket's `initial_state` shows. One
     /// query per [`MAX_BATCHED_KEYS`] projects (one index range each, joined
-    /// by `UNION ALL`), for the batched reads of concurrent connects, and
-    /// one read of the projects' numbers before it.
+    /// by `UNION ALL`), for the batched reads of concurrent connects.
     ///
-    /// Each comment row carries its project's `last_seq` read by the same
-    /// statement (one snapshot on both engines), so for a project with
-    /// comments the number is exactly the log position the comments and
-    /// counts reflect. A project without comments takes the number read
-    /// before: a comment committed after that read would have been found.
+    /// Each project's comments come joined with its `last_seq` in the same
+    /// statement (one snapshot on both engines), so the number is exactly
+    /// the log position the comments and counts reflect. A project without
+    /// comments yields no row there; its number is read afterwards together
+    /// with whether it has comments now, and if one was committed in
+    /// between, the project is read again.
     pub async fn latest_comments_of(
         &self,
         projects: &[ProjectId],
@@ -272,34 +241,32 @@ impl Store {
     ) -> Result<HashMap<ProjectId, Newest>, StoreError> {
         let mut by_project: HashMap<ProjectId, Newest> =
             projects.iter().map(|p| (*p, Newest::default())).collect();
-        for chunk in projects.chunks(MAX_BATCHED_KEYS) {
-            for (project, last_seq) in self.last_seqs(chunk).await? {
-                if let Some(newest) = by_project.get_mut(&project) {
-                    newest.last_seq = last_seq;
-                }
+        let mut pending: Vec<ProjectId> = projects.to_vec();
+        // A project only comes round again when a comment was committed
+        // between its two reads; a few rounds settle it.
+        for _ in 0..4 {
+            if pending.is_empty() {
+                break;
             }
-            let rows: Vec<SeqCommentRow> = on_pool!(self, pool => {
-                let mut query = QueryBuilder::new("");
-                for (i, project) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        query.push(" UNION ALL ");
+            let mut empty = Vec::new();
+            for chunk in pending.chunks(MAX_BATCHED_KEYS) {
+                let rows = self.newest_with_seq(chunk, limit).await?;
+                let mut seen = std::collections::HashSet::new();
+                for row in rows {
+                    seen.insert(row.comment.project_id);
+                    if let Some(newest) = by_project.get_mut(&row.comment.project_id) {
+                        newest.last_seq = row.project_seq;
+                        newest.comments.push(row.comment.into_wire());
                     }
-                    query.push(concat!(
-                        "SELECT * FROM (SELECT ", comment_columns!(),
-                        ", (SELECT last_seq FROM projects WHERE projects.id = comments.project_id) AS project_seq \
-                         FROM comments WHERE project_id = "
-                    ));
-                    query.push_bind(*project);
-                    query.push(" ORDER BY id DESC LIMIT ");
-                    query.push_bind(i64::from(limit));
-                    query.push(format_args!(") AS newest_{i}"));
                 }
-                query.build_query_as().fetch_all(pool).await
-            })?;
-            for row in rows {
-                if let Some(newest) = by_project.get_mut(&row.comment.project_id) {
-                    newest.last_seq = row.project_seq;
-                    newest.comments.push(row.comment.into_wire());
+                empty.extend(chunk.iter().copied().filter(|p| !seen.contains(p)));
+            }
+            pending.clear();
+            for (project, last_seq, has_comments) in self.last_seqs(&empty).await? {
+                if has_comments {
+                    pending.push(project);
+                } else if let Some(newest) = by_project.get_mut(&project) {
+                    newest.last_seq = last_seq;
                 }
             }
         }
@@ -309,20 +276,54 @@ impl Store {
         Ok(by_project)
     }
 
-    /// The newest event number of each project (missing ones left out).
-    async fn last_seqs(&self, projects: &[ProjectId]) -> Result<Vec<(ProjectId, Seq)>, StoreError> {
-        if projects.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// The newest comments of each of `projects`, each row with its
+    /// project's `last_seq`, in one statement.
+    async fn newest_with_seq(
+        &self,
+        projects: &[ProjectId],
+        limit: u32,
+    ) -> Result<Vec<SeqCommentRow>, StoreError> {
         Ok(on_pool!(self, pool => {
-            let mut query = QueryBuilder::new("SELECT id, last_seq FROM projects WHERE id IN (");
-            let mut list = query.separated(", ");
-            for project in projects {
-                list.push_bind(*project);
+            let mut query = QueryBuilder::new("");
+            for (i, project) in projects.iter().enumerate() {
+                if i > 0 {
+                    query.push(" UNION ALL ");
+                }
+                query.push(concat!("SELECT * FROM (SELECT ", comment_columns!(), " FROM comments WHERE project_id = "));
+                query.push_bind(*project);
+                query.push(" ORDER BY id DESC LIMIT ");
+                query.push_bind(i64::from(limit));
+                query.push(format_args!(") AS newest_{i} CROSS JOIN (SELECT last_seq AS project_seq FROM projects WHERE id = "));
+                query.push_bind(*project);
+                query.push(format_args!(") AS seq_{i}"));
             }
-            query.push(")");
             query.build_query_as().fetch_all(pool).await
         })?)
+    }
+
+    /// The newest event number of each project, and whether it has any
+    /// comment, read together (missing projects left out).
+    async fn last_seqs(
+        &self,
+        projects: &[ProjectId],
+    ) -> Result<Vec<(ProjectId, Seq, bool)>, StoreError> {
+        let mut out = Vec::with_capacity(projects.len());
+        for chunk in projects.chunks(MAX_BATCHED_KEYS) {
+            let rows: Vec<(i64, i64, bool)> = on_pool!(self, pool => {
+                let mut query = QueryBuilder::new(
+                    "SELECT id, last_seq, EXISTS (SELECT 1 FROM comments WHERE comments.project_id = projects.id) \
+                     FROM projects WHERE id IN (",
+                );
+                let mut list = query.separated(", ");
+                for project in chunk {
+                    list.push_bind(*project);
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(pool).await
+            })?;
+            out.extend(rows);
+        }
+        Ok(out)
     }
 
     /// As [`comments_since`](Self::comments_since), with the comments'

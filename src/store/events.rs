@@ -121,9 +121,10 @@ pub fn number(
 /// Appends `$events` (a `&[NewEvent]`, not empty, of any projects) to their
 /// projects' logs inside the transaction `$tx`, and evaluates to their
 /// [`EventMeta`]s in order; a project's events are numbered in slice order.
-/// Two statements whatever the number of projects: one UPDATE bumps every
-/// project's `last_seq`, one INSERT writes the events. A project that does
-/// not exist fails the call with [`StoreError::NotFound`].
+/// Two statements whatever the number of projects (see
+/// [`BatchStatements`](super::engine::BatchStatements)): one UPDATE bumps
+/// every project's `last_seq`, one INSERT writes the events. A project that
+/// does not exist fails the call with [`StoreError::NotFound`].
 ///
 /// The UPDATE takes the row lock of every project it bumps. A transaction
 /// bumping several projects (a comment batch) takes them in no particular
@@ -135,42 +136,13 @@ pub fn number(
 /// engine inside [`on_pool!`], like every query of the store.
 macro_rules! append_events {
     ($tx:expr, $events:expr, $now:expr) => {{
+        use $crate::store::engine::BatchStatements as _;
         let events: &[$crate::store::events::NewEvent<'_>] = $events;
         let counts = $crate::store::events::per_project(events);
-        let mut bump =
-            sqlx::QueryBuilder::new("UPDATE projects SET last_seq = last_seq + bumps.n FROM (");
-        for (i, (project, n)) in counts.iter().enumerate() {
-            if i > 0 {
-                bump.push(" UNION ALL ");
-            }
-            bump.push("SELECT ");
-            bump.push_bind(*project);
-            bump.push(" AS pid, ");
-            bump.push_bind(*n);
-            bump.push(" AS n");
-        }
-        bump.push(") AS bumps WHERE projects.id = bumps.pid RETURNING id, last_seq");
-        let last: Vec<(i64, i64)> = bump.build_query_as().fetch_all(&mut *$tx).await?;
-        let last: std::collections::HashMap<i64, i64> = last.into_iter().collect();
+        let last = (&mut *$tx).bump_seqs(&counts).await?;
         let seqs = $crate::store::events::number(events, &counts, &last)?;
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO project_events (project_id, seq, kind, actor_id, created_at, comment_id, \
-             feedback_id, detail, idempotency_key) ",
-        );
-        insert.push_values(events.iter().zip(&seqs), |mut row, (e, seq)| {
-            row.push_bind(e.project)
-                .push_bind(*seq)
-                .push_bind(e.kind.as_str())
-                .push_bind(e.actor)
-                .push_bind($now)
-                .push_bind(e.comment)
-                .push_bind(e.feedback)
-                .push_bind(e.detail)
-                .push_bind(e.key);
-        });
-        insert
-            .build()
-            .execute(&mut *$tx)
+        (&mut *$tx)
+            .insert_events(events, &seqs, $now)
             .await
             .map_err($crate::store::StoreError::from_write)?;
         events

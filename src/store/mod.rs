@@ -12,6 +12,7 @@ mod bulk;
 mod changes;
 mod coalesce;
 mod comments;
+mod engine;
 mod events;
 mod feedback;
 mod projects;

@@ -1,0 +1,198 @@
+//! The statements of a comment batch whose best form differs by engine.
+//!
+//! A persister batch touches many projects at once: their write-order
+//! locks, their newest comment before the batch, their event numbers and
+//! the events themselves. On PostgreSQL each is one statement of fixed text
+//! over arrays (`unnest`), so it is prepared and planned once per
+//! connection; built as `UNION ALL` of one arm per project its text would
+//! change with the batch, and a fresh statement to parse and plan on every
+//! flush showed in the fan-out's tail latency. SQLite has no arrays, but it
+//! runs in-process, so there the `UNION ALL` forms stay.
+
+use std::collections::HashMap;
+
+use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
+use vridge_protocol::{CommentId, ProjectId, Seq};
+
+use super::events::NewEvent;
+
+/// The per-engine statements of a comment batch, on one connection (a
+/// transaction's).
+pub(crate) trait BatchStatements {
+    /// Takes the write-order lock of every project (ascending, so two
+    /// batches never deadlock); SQLite has one writer and needs none.
+    async fn lock_projects(&mut self, projects: &[ProjectId]) -> Result<(), sqlx::Error>;
+
+    /// Each project's newest comment below the given id (`None`: none).
+    async fn newest_before(
+        &mut self,
+        firsts: &[(ProjectId, CommentId)],
+    ) -> Result<HashMap<ProjectId, Option<CommentId>>, sqlx::Error>;
+
+    /// Adds `n` to each project's `last_seq`; returns the new values.
+    async fn bump_seqs(
+        &mut self,
+        counts: &[(ProjectId, i64)],
+    ) -> Result<HashMap<ProjectId, Seq>, sqlx::Error>;
+
+    /// Writes the events, numbered `seqs`, at `now`.
+    async fn insert_events(
+        &mut self,
+        events: &[NewEvent<'_>],
+        seqs: &[Seq],
+        now: i64,
+    ) -> Result<(), sqlx::Error>;
+}
+
+impl BatchStatements for PgConnection {
+    async fn lock_projects(&mut self, projects: &[ProjectId]) -> Result<(), sqlx::Error> {
+        // The locks are taken as the sorted rows are produced.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(pid) FROM \
+             (SELECT pid FROM unnest($1::bigint[]) AS batch(pid) ORDER BY pid) AS sorted",
+        )
+        .bind(projects)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn newest_before(
+        &mut self,
+        firsts: &[(ProjectId, CommentId)],
+    ) -> Result<HashMap<ProjectId, Option<CommentId>>, sqlx::Error> {
+        let (projects, ids): (Vec<i64>, Vec<i64>) = firsts.iter().copied().unzip();
+        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT b.pid, (SELECT MAX(c.id) FROM comments c WHERE c.project_id = b.pid AND c.id < b.first) \
+             FROM unnest($1::bigint[], $2::bigint[]) AS b(pid, first)",
+        )
+        .bind(projects)
+        .bind(ids)
+        .fetch_all(self)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn bump_seqs(
+        &mut self,
+        counts: &[(ProjectId, i64)],
+    ) -> Result<HashMap<ProjectId, Seq>, sqlx::Error> {
+        let (projects, ns): (Vec<i64>, Vec<i64>) = counts.iter().copied().unzip();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE projects SET last_seq = last_seq + b.n \
+             FROM unnest($1::bigint[], $2::bigint[]) AS b(pid, n) \
+             WHERE projects.id = b.pid RETURNING projects.id, projects.last_seq",
+        )
+        .bind(projects)
+        .bind(ns)
+        .fetch_all(self)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn insert_events(
+        &mut self,
+        events: &[NewEvent<'_>],
+        seqs: &[Seq],
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        let project: Vec<i64> = events.iter().map(|e| e.project).collect();
+        let kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let actor: Vec<i64> = events.iter().map(|e| e.actor).collect();
+        let comment: Vec<Option<i64>> = events.iter().map(|e| e.comment).collect();
+        let feedback: Vec<Option<i64>> = events.iter().map(|e| e.feedback).collect();
+        let detail: Vec<Option<&str>> = events.iter().map(|e| e.detail).collect();
+        let key: Vec<Option<&str>> = events.iter().map(|e| e.key).collect();
+        sqlx::query(
+            "INSERT INTO project_events (project_id, seq, kind, actor_id, created_at, comment_id, \
+             feedback_id, detail, idempotency_key) \
+             SELECT p, s, k, a, $8, c, f, d, i FROM unnest($1::bigint[], $2::bigint[], $3::text[], \
+             $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $9::text[]) AS e(p, s, k, a, c, f, d, i)",
+        )
+        .bind(project)
+        .bind(seqs)
+        .bind(kind)
+        .bind(actor)
+        .bind(comment)
+        .bind(feedback)
+        .bind(detail)
+        .bind(now)
+        .bind(key)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+}
+
+impl BatchStatements for SqliteConnection {
+    async fn lock_projects(&mut self, _projects: &[ProjectId]) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    async fn newest_before(
+        &mut self,
+        firsts: &[(ProjectId, CommentId)],
+    ) -> Result<HashMap<ProjectId, Option<CommentId>>, sqlx::Error> {
+        let mut query = QueryBuilder::new("");
+        for (i, (project, first)) in firsts.iter().enumerate() {
+            if i > 0 {
+                query.push(" UNION ALL ");
+            }
+            query.push("SELECT ");
+            query.push_bind(*project);
+            query.push(" AS pid, (SELECT MAX(id) FROM comments WHERE project_id = ");
+            query.push_bind(*project);
+            query.push(" AND id < ");
+            query.push_bind(*first);
+            query.push(") AS newest");
+        }
+        let rows: Vec<(i64, Option<i64>)> = query.build_query_as().fetch_all(self).await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn bump_seqs(
+        &mut self,
+        counts: &[(ProjectId, i64)],
+    ) -> Result<HashMap<ProjectId, Seq>, sqlx::Error> {
+        let mut bump =
+            QueryBuilder::new("UPDATE projects SET last_seq = last_seq + bumps.n FROM (");
+        for (i, (project, n)) in counts.iter().enumerate() {
+            if i > 0 {
+                bump.push(" UNION ALL ");
+            }
+            bump.push("SELECT ");
+            bump.push_bind(*project);
+            bump.push(" AS pid, ");
+            bump.push_bind(*n);
+            bump.push(" AS n");
+        }
+        bump.push(") AS bumps WHERE projects.id = bumps.pid RETURNING id, last_seq");
+        let rows: Vec<(i64, i64)> = bump.build_query_as().fetch_all(self).await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn insert_events(
+        &mut self,
+        events: &[NewEvent<'_>],
+        seqs: &[Seq],
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO project_events (project_id, seq, kind, actor_id, created_at, comment_id, \
+             feedback_id, detail, idempotency_key) ",
+        );
+        insert.push_values(events.iter().zip(seqs), |mut row, (e, seq)| {
+            row.push_bind(e.project)
+                .push_bind(*seq)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.actor)
+                .push_bind(now)
+                .push_bind(e.comment)
+                .push_bind(e.feedback)
+                .push_bind(e.detail)
+                .push_bind(e.key);
+        });
+        insert.build().execute(self).await?;
+        Ok(())
+    }
+}
