@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 use vridge_protocol::{Comment, CommentId, EventMeta, ProjectId, Seq, UserId};
 
-use super::engine::BatchStatements as _;
+use super::engine::{BatchStatements as _, NewestRead as _, SeqCommentRow};
 use super::events::{EventKind, NewEvent, append_events};
 use super::rows::{CommentRow, comment_columns};
 use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
@@ -21,15 +21,6 @@ use crate::time::now_ms;
 pub struct Newest {
     pub comments: Vec<Comment>,
     pub last_seq: Seq,
-}
-
-/// A comment row with its project's newest event number, read by the same
-/// statement.
-#[derive(Debug, sqlx::FromRow)]
-struct SeqCommentRow {
-    #[sqlx(flatten)]
-    comment: CommentRow,
-    project_seq: i64,
 }
 
 /// One comment to store. The feedback item's project has been checked, and
@@ -277,27 +268,15 @@ impl Store {
     }
 
     /// The newest comments of each of `projects`, each row with its
-    /// project's `last_seq`, in one statement.
+    /// project's `last_seq`, in one statement (see `engine::NewestRead`).
     async fn newest_with_seq(
         &self,
         projects: &[ProjectId],
         limit: u32,
     ) -> Result<Vec<SeqCommentRow>, StoreError> {
         Ok(on_pool!(self, pool => {
-            let mut query = QueryBuilder::new("");
-            for (i, project) in projects.iter().enumerate() {
-                if i > 0 {
-                    query.push(" UNION ALL ");
-                }
-                query.push(concat!("SELECT * FROM (SELECT ", comment_columns!(), " FROM comments WHERE project_id = "));
-                query.push_bind(*project);
-                query.push(" ORDER BY id DESC LIMIT ");
-                query.push_bind(i64::from(limit));
-                query.push(format_args!(") AS newest_{i} CROSS JOIN (SELECT last_seq AS project_seq FROM projects WHERE id = "));
-                query.push_bind(*project);
-                query.push(format_args!(") AS seq_{i}"));
-            }
-            query.build_query_as().fetch_all(pool).await
+            let mut conn = pool.acquire().await?;
+            conn.newest_with_seq(projects, limit).await
         })?)
     }
 

@@ -1,4 +1,5 @@
-//! The statements of a comment batch whose best form differs by engine.
+//! The batched statements whose best form differs by engine: those of a
+//! comment batch, and the newest comments of a batch of connects.
 //!
 //! A persister batch touches many projects at once: their write-order
 //! locks, their newest comment before the batch, their event numbers and
@@ -15,6 +16,75 @@ use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
 use vridge_protocol::{CommentId, ProjectId, Seq};
 
 use super::events::NewEvent;
+use super::rows::{CommentRow, comment_columns};
+
+/// A comment row with its project's `last_seq`, read by the same statement.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SeqCommentRow {
+    #[sqlx(flatten)]
+    pub comment: CommentRow,
+    pub project_seq: i64,
+}
+
+/// The read every connecting socket's `initial_state` makes, batched: each
+/// project's `limit` newest comments, each row with the project's
+/// `last_seq` from the same statement (one snapshot). Projects without
+/// comments yield no row.
+pub(crate) trait NewestRead {
+    async fn newest_with_seq(
+        &mut self,
+        projects: &[ProjectId],
+        limit: u32,
+    ) -> Result<Vec<SeqCommentRow>, sqlx::Error>;
+}
+
+impl NewestRead for PgConnection {
+    async fn newest_with_seq(
+        &mut self,
+        projects: &[ProjectId],
+        limit: u32,
+    ) -> Result<Vec<SeqCommentRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "SELECT newest.*, p.last_seq AS project_seq FROM unnest($1::bigint[]) AS b(pid) \
+             JOIN projects p ON p.id = b.pid \
+             CROSS JOIN LATERAL (SELECT ",
+            comment_columns!(),
+            " FROM comments \
+             WHERE comments.project_id = b.pid ORDER BY id DESC LIMIT $2) AS newest"
+        ))
+        .bind(projects)
+        .bind(i64::from(limit))
+        .fetch_all(self)
+        .await
+    }
+}
+
+impl NewestRead for SqliteConnection {
+    async fn newest_with_seq(
+        &mut self,
+        projects: &[ProjectId],
+        limit: u32,
+    ) -> Result<Vec<SeqCommentRow>, sqlx::Error> {
+        let mut query = QueryBuilder::new("");
+        for (i, project) in projects.iter().enumerate() {
+            if i > 0 {
+                query.push(" UNION ALL ");
+            }
+            query.push(concat!(
+                "SELECT * FROM (SELECT ",
+                comment_columns!(),
+                " FROM comments WHERE project_id = "
+            ));
+            query.push_bind(*project);
+            query.push(" ORDER BY id DESC LIMIT ");
+            query.push_bind(i64::from(limit));
+            query.push(format_args!(") AS newest_{i} CROSS JOIN (SELECT last_seq AS project_seq FROM projects WHERE id = "));
+            query.push_bind(*project);
+            query.push(format_args!(") AS seq_{i}"));
+        }
+        query.build_query_as().fetch_all(self).await
+    }
+}
 
 /// The per-engine statements of a comment batch, on one connection (a
 /// transaction's).
