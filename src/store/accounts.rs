@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 use vridge_protocol::{EventMeta, Feedback, FeedbackId, ProjectId, UserId};
 
-use super::events::{EventKind, NewEvent, append_events};
+use super::engine::append_events;
+use super::events::{EventKind, NewEvent};
 use super::rows::{FeedbackRow, feedback_columns};
 use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
 use crate::domain::Role;

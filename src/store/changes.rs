@@ -9,7 +9,8 @@
 
 use vridge_protocol::{CommentId, ProjectId, Reaction, Seq, ServerMessage, UserId};
 
-use super::events::{EventKind, NewEvent, append_events, event_of_key};
+use super::engine::append_events;
+use super::events::{EventKind, NewEvent, event_of_key};
 use super::rows::{CommentRow, ReactionRow, comment_columns};
 use super::{Store, StoreError, on_pool};
 use crate::domain::{Emoji, IdempotencyKey, Role, ValidEdit};

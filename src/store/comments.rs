@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 use vridge_protocol::{Comment, CommentId, EventMeta, ProjectId, Seq, UserId};
 
+use super::engine::append_events;
 use super::engine::{BatchStatements as _, NewestRead as _, SeqCommentRow};
-use super::events::{EventKind, NewEvent, append_events};
+use super::events::{EventKind, NewEvent};
 use super::rows::{CommentRow, comment_columns};
 use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
 use crate::domain::{IdempotencyKey, ValidComment};

@@ -266,3 +266,44 @@ impl BatchStatements for SqliteConnection {
         Ok(())
     }
 }
+
+/// Appends `$events` (a `&[NewEvent]`, not empty, of any projects) to their
+/// projects' logs inside the transaction `$tx`, and evaluates to their
+/// [`EventMeta`]s in order; a project's events are numbered in slice order.
+/// Two statements whatever the number of projects (see
+/// [`BatchStatements`]): one UPDATE bumps
+/// every project's `last_seq`, one INSERT writes the events. A project that
+/// does not exist fails the call with [`StoreError::NotFound`].
+///
+/// The UPDATE takes the row lock of every project it bumps. A transaction
+/// bumping several projects (a comment batch) takes them in no particular
+/// order, which is deadlock-free only because every such transaction first
+/// takes the projects' advisory locks in ascending order
+/// ([`Store::insert_comments`]); every other writer bumps one project.
+///
+/// A macro rather than a function because the body is compiled once per
+/// engine inside [`on_pool!`], like every query of the store.
+macro_rules! append_events {
+    ($tx:expr, $events:expr, $now:expr) => {{
+        use $crate::store::engine::BatchStatements as _;
+        let events: &[$crate::store::events::NewEvent<'_>] = $events;
+        let counts = $crate::store::events::per_project(events);
+        let last = (&mut *$tx).bump_seqs(&counts).await?;
+        let seqs = $crate::store::events::number(events, &counts, &last)?;
+        (&mut *$tx)
+            .insert_events(events, &seqs, $now)
+            .await
+            .map_err($crate::store::StoreError::from_write)?;
+        events
+            .iter()
+            .zip(seqs)
+            .map(|(e, seq)| vridge_protocol::EventMeta {
+                seq,
+                prev_seq: seq - 1,
+                actor_id: e.actor,
+                at: $crate::time::rfc3339($now),
+            })
+            .collect::<Vec<_>>()
+    }};
+}
+pub(crate) use append_events;

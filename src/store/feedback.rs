@@ -3,7 +3,8 @@
 
 use vridge_protocol::{Comment, CommentId, EventMeta, Feedback, FeedbackId, ProjectId, UserId};
 
-use super::events::{EventKind, NewEvent, append_events, status_detail};
+use super::engine::append_events;
+use super::events::{EventKind, NewEvent, status_detail};
 use super::rows::{CommentRow, FeedbackRow, comment_columns, feedback_columns};
 use super::{Store, StoreError, on_pool};
 use crate::time::now_ms;
