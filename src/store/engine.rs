@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
 use vridge_protocol::{CommentId, ProjectId, Seq};
 
-use super::events::NewEvent;
+use super::StoreError;
+use super::events::{NewEvent, number, per_project};
 use super::rows::{CommentRow, comment_columns};
 
 /// A comment row with its project's `last_seq`, read by the same statement.
@@ -112,6 +113,18 @@ pub(crate) trait BatchStatements {
         seqs: &[Seq],
         now: i64,
     ) -> Result<(), sqlx::Error>;
+
+    /// Numbers `events` (bumping their projects' `last_seq`) and writes
+    /// them; returns their numbers, in order.
+    async fn append(&mut self, events: &[NewEvent<'_>], now: i64) -> Result<Vec<Seq>, StoreError> {
+        let counts = per_project(events);
+        let last = self.bump_seqs(&counts).await?;
+        let seqs = number(events, &counts, &last)?;
+        self.insert_events(events, &seqs, now)
+            .await
+            .map_err(StoreError::from_write)?;
+        Ok(seqs)
+    }
 }
 
 impl BatchStatements for PgConnection {
@@ -191,6 +204,49 @@ impl BatchStatements for PgConnection {
         .execute(self)
         .await?;
         Ok(())
+    }
+
+    /// One statement: the bump and the insert as a data-modifying CTE, the
+    /// numbers assigned in the events' order within each project (as
+    /// [`number`] assigns them, which recovers them from each project's
+    /// newest number).
+    async fn append(&mut self, events: &[NewEvent<'_>], now: i64) -> Result<Vec<Seq>, StoreError> {
+        let project: Vec<i64> = events.iter().map(|e| e.project).collect();
+        let kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let actor: Vec<i64> = events.iter().map(|e| e.actor).collect();
+        let comment: Vec<Option<i64>> = events.iter().map(|e| e.comment).collect();
+        let feedback: Vec<Option<i64>> = events.iter().map(|e| e.feedback).collect();
+        let detail: Vec<Option<&str>> = events.iter().map(|e| e.detail).collect();
+        let key: Vec<Option<&str>> = events.iter().map(|e| e.key).collect();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "WITH e AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], \
+             $5::bigint[], $6::text[], $8::text[]) WITH ORDINALITY AS e(p, k, a, c, f, d, i, ord)), \
+             b AS (UPDATE projects SET last_seq = last_seq + n.n \
+             FROM (SELECT p, COUNT(*) AS n FROM e GROUP BY p) AS n WHERE projects.id = n.p \
+             RETURNING projects.id, projects.last_seq, n.n) \
+             INSERT INTO project_events (project_id, seq, kind, actor_id, created_at, comment_id, \
+             feedback_id, detail, idempotency_key) \
+             SELECT e.p, b.last_seq - b.n + ROW_NUMBER() OVER (PARTITION BY e.p ORDER BY e.ord), \
+             e.k, e.a, $7, e.c, e.f, e.d, e.i FROM e JOIN b ON b.id = e.p \
+             RETURNING project_id, seq",
+        )
+        .bind(project)
+        .bind(kind)
+        .bind(actor)
+        .bind(comment)
+        .bind(feedback)
+        .bind(detail)
+        .bind(now)
+        .bind(key)
+        .fetch_all(self)
+        .await
+        .map_err(StoreError::from_write)?;
+        let mut last: HashMap<ProjectId, Seq> = HashMap::new();
+        for (project, seq) in rows {
+            let newest = last.entry(project).or_insert(seq);
+            *newest = (*newest).max(seq);
+        }
+        number(events, &per_project(events), &last)
     }
 }
 
@@ -287,13 +343,7 @@ macro_rules! append_events {
     ($tx:expr, $events:expr, $now:expr) => {{
         use $crate::store::engine::BatchStatements as _;
         let events: &[$crate::store::events::NewEvent<'_>] = $events;
-        let counts = $crate::store::events::per_project(events);
-        let last = (&mut *$tx).bump_seqs(&counts).await?;
-        let seqs = $crate::store::events::number(events, &counts, &last)?;
-        (&mut *$tx)
-            .insert_events(events, &seqs, $now)
-            .await
-            .map_err($crate::store::StoreError::from_write)?;
+        let seqs = (&mut *$tx).append(events, $now).await?;
         events
             .iter()
             .zip(seqs)
