@@ -100,31 +100,9 @@ pub(crate) trait BatchStatements {
         firsts: &[(ProjectId, CommentId)],
     ) -> Result<HashMap<ProjectId, Option<CommentId>>, sqlx::Error>;
 
-    /// Adds `n` to each project's `last_seq`; returns the new values.
-    async fn bump_seqs(
-        &mut self,
-        counts: &[(ProjectId, i64)],
-    ) -> Result<HashMap<ProjectId, Seq>, sqlx::Error>;
-
-    /// Writes the events, numbered `seqs`, at `now`.
-    async fn insert_events(
-        &mut self,
-        events: &[NewEvent<'_>],
-        seqs: &[Seq],
-        now: i64,
-    ) -> Result<(), sqlx::Error>;
-
     /// Numbers `events` (bumping their projects' `last_seq`) and writes
     /// them; returns their numbers, in order.
-    async fn append(&mut self, events: &[NewEvent<'_>], now: i64) -> Result<Vec<Seq>, StoreError> {
-        let counts = per_project(events);
-        let last = self.bump_seqs(&counts).await?;
-        let seqs = number(events, &counts, &last)?;
-        self.insert_events(events, &seqs, now)
-            .await
-            .map_err(StoreError::from_write)?;
-        Ok(seqs)
-    }
+    async fn append(&mut self, events: &[NewEvent<'_>], now: i64) -> Result<Vec<Seq>, StoreError>;
 }
 
 impl BatchStatements for PgConnection {
@@ -154,56 +132,6 @@ impl BatchStatements for PgConnection {
         .fetch_all(self)
         .await?;
         Ok(rows.into_iter().collect())
-    }
-
-    async fn bump_seqs(
-        &mut self,
-        counts: &[(ProjectId, i64)],
-    ) -> Result<HashMap<ProjectId, Seq>, sqlx::Error> {
-        let (projects, ns): (Vec<i64>, Vec<i64>) = counts.iter().copied().unzip();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE projects SET last_seq = last_seq + b.n \
-             FROM unnest($1::bigint[], $2::bigint[]) AS b(pid, n) \
-             WHERE projects.id = b.pid RETURNING projects.id, projects.last_seq",
-        )
-        .bind(projects)
-        .bind(ns)
-        .fetch_all(self)
-        .await?;
-        Ok(rows.into_iter().collect())
-    }
-
-    async fn insert_events(
-        &mut self,
-        events: &[NewEvent<'_>],
-        seqs: &[Seq],
-        now: i64,
-    ) -> Result<(), sqlx::Error> {
-        let project: Vec<i64> = events.iter().map(|e| e.project).collect();
-        let kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let actor: Vec<i64> = events.iter().map(|e| e.actor).collect();
-        let comment: Vec<Option<i64>> = events.iter().map(|e| e.comment).collect();
-        let feedback: Vec<Option<i64>> = events.iter().map(|e| e.feedback).collect();
-        let detail: Vec<Option<&str>> = events.iter().map(|e| e.detail).collect();
-        let key: Vec<Option<&str>> = events.iter().map(|e| e.key).collect();
-        sqlx::query(
-            "INSERT INTO project_events (project_id, seq, kind, actor_id, created_at, comment_id, \
-             feedback_id, detail, idempotency_key) \
-             SELECT p, s, k, a, $8, c, f, d, i FROM unnest($1::bigint[], $2::bigint[], $3::text[], \
-             $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $9::text[]) AS e(p, s, k, a, c, f, d, i)",
-        )
-        .bind(project)
-        .bind(seqs)
-        .bind(kind)
-        .bind(actor)
-        .bind(comment)
-        .bind(feedback)
-        .bind(detail)
-        .bind(now)
-        .bind(key)
-        .execute(self)
-        .await?;
-        Ok(())
     }
 
     /// One statement: the bump and the insert as a data-modifying CTE, the
@@ -276,59 +204,71 @@ impl BatchStatements for SqliteConnection {
         Ok(rows.into_iter().collect())
     }
 
-    async fn bump_seqs(
-        &mut self,
-        counts: &[(ProjectId, i64)],
-    ) -> Result<HashMap<ProjectId, Seq>, sqlx::Error> {
-        let mut bump =
-            QueryBuilder::new("UPDATE projects SET last_seq = last_seq + bumps.n FROM (");
-        for (i, (project, n)) in counts.iter().enumerate() {
-            if i > 0 {
-                bump.push(" UNION ALL ");
-            }
-            bump.push("SELECT ");
-            bump.push_bind(*project);
-            bump.push(" AS pid, ");
-            bump.push_bind(*n);
-            bump.push(" AS n");
-        }
-        bump.push(") AS bumps WHERE projects.id = bumps.pid RETURNING id, last_seq");
-        let rows: Vec<(i64, i64)> = bump.build_query_as().fetch_all(self).await?;
-        Ok(rows.into_iter().collect())
+    /// The bump, then the insert: two statements, in-process.
+    async fn append(&mut self, events: &[NewEvent<'_>], now: i64) -> Result<Vec<Seq>, StoreError> {
+        let counts = per_project(events);
+        let last = sqlite_bump_seqs(self, &counts).await?;
+        let seqs = number(events, &counts, &last)?;
+        sqlite_insert_events(self, events, &seqs, now)
+            .await
+            .map_err(StoreError::from_write)?;
+        Ok(seqs)
     }
+}
 
-    async fn insert_events(
-        &mut self,
-        events: &[NewEvent<'_>],
-        seqs: &[Seq],
-        now: i64,
-    ) -> Result<(), sqlx::Error> {
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO project_events (project_id, seq, kind, actor_id, created_at, comment_id, \
-             feedback_id, detail, idempotency_key) ",
-        );
-        insert.push_values(events.iter().zip(seqs), |mut row, (e, seq)| {
-            row.push_bind(e.project)
-                .push_bind(*seq)
-                .push_bind(e.kind.as_str())
-                .push_bind(e.actor)
-                .push_bind(now)
-                .push_bind(e.comment)
-                .push_bind(e.feedback)
-                .push_bind(e.detail)
-                .push_bind(e.key);
-        });
-        insert.build().execute(self).await?;
-        Ok(())
+/// Adds `n` to each project's `last_seq`; returns the new values.
+async fn sqlite_bump_seqs(
+    conn: &mut SqliteConnection,
+    counts: &[(ProjectId, i64)],
+) -> Result<HashMap<ProjectId, Seq>, sqlx::Error> {
+    let mut bump = QueryBuilder::new("UPDATE projects SET last_seq = last_seq + bumps.n FROM (");
+    for (i, (project, n)) in counts.iter().enumerate() {
+        if i > 0 {
+            bump.push(" UNION ALL ");
+        }
+        bump.push("SELECT ");
+        bump.push_bind(*project);
+        bump.push(" AS pid, ");
+        bump.push_bind(*n);
+        bump.push(" AS n");
     }
+    bump.push(") AS bumps WHERE projects.id = bumps.pid RETURNING id, last_seq");
+    let rows: Vec<(i64, i64)> = bump.build_query_as().fetch_all(conn).await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Writes the events, numbered `seqs`, at `now`.
+async fn sqlite_insert_events(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent<'_>],
+    seqs: &[Seq],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO project_events (project_id, seq, kind, actor_id, created_at, comment_id, \
+             feedback_id, detail, idempotency_key) ",
+    );
+    insert.push_values(events.iter().zip(seqs), |mut row, (e, seq)| {
+        row.push_bind(e.project)
+            .push_bind(*seq)
+            .push_bind(e.kind.as_str())
+            .push_bind(e.actor)
+            .push_bind(now)
+            .push_bind(e.comment)
+            .push_bind(e.feedback)
+            .push_bind(e.detail)
+            .push_bind(e.key);
+    });
+    insert.build().execute(conn).await?;
+    Ok(())
 }
 
 /// Appends `$events` (a `&[NewEvent]`, not empty, of any projects) to their
 /// projects' logs inside the transaction `$tx`, and evaluates to their
 /// [`EventMeta`]s in order; a project's events are numbered in slice order.
-/// Two statements whatever the number of projects (see
-/// [`BatchStatements`]): one UPDATE bumps
-/// every project's `last_seq`, one INSERT writes the events. A project that
+/// One statement on PostgreSQL, two on SQLite, whatever the number of
+/// projects (see [`BatchStatements::append`]): the `last_seq` bumps and the
+/// events. A project that
 /// does not exist fails the call with [`StoreError::NotFound`].
 ///
 /// The UPDATE takes the row lock of every project it bumps. A transaction
