@@ -145,7 +145,7 @@ pub async fn feedback_comments(
     // resolution), and every such change is an event of the project: the
     // tag names the project's newest event, read before the page so that
     // it never claims a state newer than the page shows.
-    let newest = app.store.last_seq(project).await?.unwrap_or(0);
+    let newest = app.reads.last_seq(project).await?.unwrap_or(0);
     // One extra row tells whether another page follows.
     let mut rows = app
         .store
@@ -203,7 +203,7 @@ pub async fn project_feed(
     let since = q.since.unwrap_or(0).max(0);
     // As for history pages: edits and deletions move the newest event,
     // read before the page.
-    let newest = app.store.last_seq(project).await?.unwrap_or(0);
+    let newest = app.reads.last_seq(project).await?.unwrap_or(0);
     let mut rows = app.store.comments_since(project, since, limit + 1).await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

@@ -66,7 +66,7 @@ pub async fn project_events(
     // range and the project's newest event, which every such change moves,
     // read before the page so that it never claims a newer state than the
     // page shows.
-    let newest = app.store.last_seq(project).await?.unwrap_or(0);
+    let newest = app.reads.last_seq(project).await?.unwrap_or(0);
     let page = app.store.events_since(project, since, limit).await?;
     let last_seq = page.events.last().and_then(|e| e.seq()).unwrap_or(since);
     let tag = PageTag::new(

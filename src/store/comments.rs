@@ -282,8 +282,9 @@ impl Store {
     }
 
     /// The newest event number of each project, and whether it has any
-    /// comment, read together (missing projects left out).
-    async fn last_seqs(
+    /// comment, read together (missing projects left out). Also what REST
+    /// pages' batched reads of `last_seq` run (`BatchedReads::last_seq`).
+    pub(super) async fn last_seqs(
         &self,
         projects: &[ProjectId],
     ) -> Result<Vec<(ProjectId, Seq, bool)>, StoreError> {
