@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 use vridge_protocol::{CommentId, Encoding, Seq, close};
 
 use crate::metrics::Metrics;
@@ -56,11 +56,8 @@ impl Closer {
         self.token.is_cancelled()
     }
 
-    ///
-    /// The future may be polled again once complete (it stays ready), so a
-    /// socket's task registers it once and hands it to every write.
-    pub fn closed(&self) -> WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+    pub async fn closed(&self) {
+        self.token.cancelled().await
     }
 }
 

@@ -1,8 +1,8 @@
-//! A socket's clock, shared by its task and the handling of its frames:
-//! when the peer was last heard (keepalive), when the last ping went out
-//! (pong round trips), and how long the socket's access token lasts (the
-//! writer warns with `token_expiring` and closes with 4002 at expiry;
-//! `refresh_token` moves the expiry). Times are milliseconds since the socket's
+//! A socket's clock, shared by its reader and its writer: when the peer was
+//! last heard (keepalive), when the last ping went out (pong round trips),
+//! and how long the socket's access token lasts (the writer warns with
+//! `token_expiring` and closes with 4002 at expiry; the reader moves the
+//! expiry on `refresh_token`). Times are milliseconds since the socket's
 //! epoch on tokio's clock, so tests can drive them with paused time.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

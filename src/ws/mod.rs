@@ -8,7 +8,6 @@ pub mod clock;
 pub mod connection_limit;
 mod context;
 mod keepalive;
-mod live;
 mod preamble;
 pub mod session;
 mod upgrade_limit;
@@ -212,7 +211,7 @@ async fn open(
     on_upgrade: OnUpgrade,
     socket_config: WebSocketConfig,
     handshake: session::Handshake,
-) -> Option<live::Live<Socket>> {
+) -> Option<session::Live<Socket>> {
     match on_upgrade.await {
         Ok(upgraded) => {
             let ws = WebSocketStream::from_raw_socket(
@@ -221,7 +220,7 @@ async fn open(
                 Some(socket_config),
             )
             .await;
-            session::open(ctx, ws, handshake).await.map(live::Live::new)
+            session::open(ctx, ws, handshake).await
         }
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");
@@ -231,10 +230,10 @@ async fn open(
 }
 
 /// One socket's task, from the end of the HTTP exchange to close. `opening`
-/// is dropped (its memory freed) before the socket's long loop starts.
+/// is dropped (its memory freed) before the long read loop starts.
 async fn serve<F>(opening: Pin<Box<F>>)
 where
-    F: Future<Output = Option<live::Live<Socket>>>,
+    F: Future<Output = Option<session::Live<Socket>>>,
 {
     let mut live = {
         let opening = opening;
@@ -248,6 +247,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use futures_util::stream::SplitSink;
+
     fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
@@ -297,6 +298,8 @@ mod tests {
             &any
         ));
     }
+    use tokio_tungstenite::tungstenite::Message;
+
     use super::*;
 
     /// The size of the future `f` returns, without calling it.
@@ -307,15 +310,18 @@ mod tests {
         std::mem::size_of::<R>()
     }
 
-    /// An idle socket holds its task's future for its whole life, and a
+    /// An idle socket holds its two tasks' futures for its whole life, and a
     /// future is sized for its largest await point. Opening a socket (store
     /// and broker queries: ~7 KiB of future), handling a frame and closing
-    /// are boxed so they do not size it; this fails when such an await
+    /// are boxed so they do not size these; this fails when such an await
     /// finds its way back inline.
     #[test]
-    fn the_future_an_idle_socket_holds_stays_small() {
-        type Opening = std::future::Ready<Option<live::Live<Socket>>>;
-        let task = future_size(&serve::<Opening>);
-        assert!(task <= 1536, "socket task future: {task} bytes");
+    fn the_futures_an_idle_socket_holds_stay_small() {
+        type Opening = std::future::Ready<Option<session::Live<Socket>>>;
+        let reader = future_size(&serve::<Opening>);
+        let writer = std::mem::size_of::<writer::Writer<SplitSink<Socket, Message>>>()
+            + future_size(&|w: &mut writer::Writer<SplitSink<Socket, Message>>| w.run());
+        assert!(reader <= 1024, "reader task future: {reader} bytes");
+        assert!(writer <= 1024, "writer task state: {writer} bytes");
     }
 }

@@ -1,9 +1,10 @@
-//! One feedback socket's admission and its client frames: authenticate,
-//! authorize, take the socket slots, join through the hub and encode
-//! `initial_state` ([`open`]); then decode each client frame and hand it to
-//! the hub, whose refusals are answered here ([`Session`]). The socket's one
-//! task, which reads, writes and keeps the socket alive, is [`super::live`];
-//! the commands' checks and effects are the hub's.
+//! One feedback socket from handshake to close: authenticate, authorize,
+//! take the socket slots, join through the hub, send `initial_state`, then
+//! read and decode client frames — each handed to the hub, whose refusals
+//! are answered here — until the socket closes, is closed (slow consumer,
+//! eviction, keepalive), or the server shuts down. Only IO lives here: the
+//! commands' checks and effects are the hub's, and the writer task does
+//! all writing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use futures_util::stream::SplitStream;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use vridge_protocol::codec::{client_msg_id_of, decode_client, encode};
@@ -24,6 +27,7 @@ use super::SessionContext;
 use super::clock::LastSeen;
 use super::connection_limit::ConnectionGuard;
 use super::preamble::{Preamble, server_frame};
+use super::writer::{self, WriterSettings};
 use crate::auth::{AccessGrant, AuthError};
 use crate::hub::{Author, Command, CommandError, JoinRequest, Joined, Membership, SocketSlot};
 use crate::limits::LimitedKind;
@@ -47,19 +51,18 @@ pub struct Handshake {
 }
 
 /// Opens a socket: admits it (authentication, membership, socket slots),
-/// joins its room, encodes `initial_state` and presets it as the socket's
-/// first frame (around the codec: see [`super::preamble`]), for the first
-/// flush to send. `None` when the socket was refused (and closed).
+/// joins its room, encodes `initial_state`, presets it as the socket's first
+/// frame (around the codec: see [`super::preamble`]) and starts the writer,
+/// whose first flush sends it. `None` when the socket was refused (and closed).
 ///
-/// Callers box this future and await it apart from the socket's life
-/// ([`super::live::Live::run`]): a task's future is allocated once, sized
-/// for its largest await point, and opening awaits store and broker queries
-/// whose futures are many times the size of the socket's loop. Boxed, that
-/// memory is freed once the socket is open instead of being held by every
-/// idle socket for its whole life.
-pub async fn open<S>(ctx: Arc<SessionContext>, mut ws: S, handshake: Handshake) -> Option<Opened<S>>
+/// Callers box this future and await it apart from [`Live::run`]: a task's
+/// future is allocated once, sized for its largest await point, and opening
+/// awaits store and broker queries whose futures are many times the size of
+/// the read loop. Boxed, that memory is freed once the socket is open instead
+/// of being held by every idle socket for its whole life.
+pub async fn open<S>(ctx: Arc<SessionContext>, mut ws: S, handshake: Handshake) -> Option<Live<S>>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Preamble + Unpin,
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Preamble + Unpin + Send + 'static,
 {
     let Admitted {
         session,
@@ -73,33 +76,74 @@ where
     } = admit(&ctx, &mut ws, handshake).await?;
     ws.preset(server_frame(session.outbox.encoding(), &preamble));
     drop(preamble);
+    let (sink, stream) = ws.split();
     rx.set_watermark(watermark);
     rx.set_seq_watermark(seq_watermark);
-    let clock = Arc::new(LastSeen::new());
-    clock.set_token(&grant);
-    Some(Opened {
-        ws,
-        session: Arc::new(session),
+    let last_seen = Arc::new(LastSeen::new());
+    last_seen.set_token(&grant);
+    let settings = WriterSettings {
+        encoding: session.outbox.encoding(),
+        max_batch: ctx.settings.max_batch.max(1),
+        ping_interval: ctx.settings.ping_interval,
+        pong_timeout: ctx.settings.pong_timeout,
+        metrics: ctx.metrics.clone(),
+    };
+    let writer = writer::spawn(
+        sink,
         rx,
-        clock,
+        session.closer.clone(),
+        last_seen.clone(),
+        settings,
+    );
+    Some(Live {
+        session,
+        stream,
+        last_seen,
+        writer,
         membership,
-        slots,
+        _slots: slots,
     })
 }
 
-/// An open socket, joined, its `initial_state` preset: what its task
-/// ([`super::live::Live`]) runs on.
-pub struct Opened<S> {
-    pub ws: S,
-    pub session: Arc<Session>,
-    /// The socket's queue, for its writer.
-    pub rx: Inbox,
-    pub clock: Arc<LastSeen>,
+/// An open socket: joined, its writer running. What it holds lives as long
+/// as the socket, so it is kept to what the read loop and the close need.
+pub struct Live<S> {
+    session: Session,
+    stream: SplitStream<S>,
+    last_seen: Arc<LastSeen>,
+    writer: JoinHandle<()>,
     /// The socket's place in its room, handed back to the hub on close.
-    pub membership: Membership,
+    membership: Membership,
     /// This node's and the cluster's socket slots, held until the socket
     /// ends (given back on drop).
-    pub slots: (ConnectionGuard, SocketSlot),
+    _slots: (ConnectionGuard, SocketSlot),
+}
+
+impl<S> Live<S>
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message> + Unpin,
+{
+    /// Reads client frames until the socket ends or is closed, then closes it.
+    /// By reference: a future owning `self` would hold it twice (the
+    /// argument and its moved-in copy), so the caller keeps it instead.
+    pub async fn run(&mut self) {
+        let peer_closed = self.session.read(&mut self.stream, &self.last_seen).await;
+        // Boxed for the same reason as `open`: the close is short, its timers
+        // are not.
+        Box::pin(self.close(peer_closed)).await;
+    }
+
+    /// Leaves the room, lets the writer send the close frame and waits for
+    /// the peer's side of the close handshake.
+    async fn close(&mut self, peer_closed: bool) {
+        self.session.ctx.hub.leave(&self.membership).await;
+        self.session.closer.close(1000);
+        let _ = (&mut self.writer).await;
+        if !peer_closed {
+            drain(&mut self.stream).await;
+        }
+        self.session.ctx.metrics.sockets_open.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A socket that passed admission and joined its room, with its
@@ -238,7 +282,7 @@ where
 }
 
 /// Reads and discards until the peer finishes closing (or [`CLOSE_DRAIN`]).
-pub(super) async fn drain<R>(stream: &mut R)
+async fn drain<R>(stream: &mut R)
 where
     R: Stream<Item = Result<Message, WsError>> + Unpin,
 {
@@ -252,10 +296,8 @@ where
     .await;
 }
 
-/// A joined socket's identity and its way back to the client. Shared (in an
-/// `Arc`) by the socket's task and the handling of the frame it last read,
-/// which runs beside the socket's writes.
-pub struct Session {
+/// A joined socket's identity and its way back to the client.
+struct Session {
     ctx: Arc<SessionContext>,
     /// The member behind the socket, as the hub's commands take it.
     author: Author,
@@ -263,89 +305,73 @@ pub struct Session {
     closer: Closer,
 }
 
-/// What one read from the socket means ([`Session::on_read`]).
-#[derive(Debug)]
-pub(super) enum Read {
-    /// Nothing to do (a pong, a ping tungstenite answers itself): read on.
-    Next,
-    /// A client message, JSON (text) or MessagePack (binary), to handle.
-    Frame(Encoding, Bytes),
-    /// The peer closed the socket or went away: nothing left to read.
-    PeerGone,
-    /// The peer broke the protocol or a limit; the socket closes with the
-    /// code its closer now holds.
-    Closing,
-}
-
 impl Session {
-    /// The socket's close signal and code.
-    pub(super) fn closer(&self) -> &Closer {
-        &self.closer
-    }
-
-    pub(super) fn ctx(&self) -> &SessionContext {
-        &self.ctx
-    }
-
-    /// The encoding the socket negotiated.
-    pub(super) fn encoding(&self) -> Encoding {
-        self.outbox.encoding()
-    }
-
-    /// What one read from the socket means: a client frame to handle, the
-    /// peer's end, or a violation that closes the socket (its closer then
-    /// holds the code). Pongs are counted here.
-    pub(super) fn on_read(&self, next: Option<Result<Message, WsError>>, clock: &LastSeen) -> Read {
-        match next {
-            None => Read::PeerGone,
-            Some(Err(WsError::Capacity(_))) => {
-                self.closer.close(close::MESSAGE_TOO_BIG);
-                Read::Closing
-            }
-            // RFC 6455 §7.4.1: 1007 for a text message that is not
-            // UTF-8, 1002 for any other violation of the framing.
-            Some(Err(WsError::Utf8(e))) => {
-                tracing::info!(error = %e, "invalid UTF-8 from the peer");
-                self.closer.close(close::INVALID_PAYLOAD);
-                Read::Closing
-            }
-            Some(Err(WsError::Protocol(e))) => {
-                tracing::info!(error = %e, "WebSocket protocol violation");
-                self.closer.close(close::PROTOCOL_ERROR);
-                Read::Closing
-            }
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "socket read failed");
-                Read::PeerGone
-            }
-            Some(Ok(Message::Text(text))) => Read::Frame(Encoding::Json, text.into()),
-            Some(Ok(Message::Binary(bin))) => Read::Frame(Encoding::MsgPack, bin),
-            Some(Ok(Message::Close(_))) => {
-                self.closer.peer_closed();
-                Read::PeerGone
-            }
-            Some(Ok(Message::Pong(_))) => {
-                let metrics = &self.ctx.metrics;
-                metrics.pongs_received.fetch_add(1, Relaxed);
-                if let Some(rtt) = clock.pong_received() {
-                    metrics.pong_seconds.observe(rtt.as_secs_f64());
+    /// Reads client frames until the socket ends or is closed; true when the
+    /// peer itself closed (nothing left to drain).
+    async fn read<R>(&self, stream: &mut R, last_seen: &LastSeen) -> bool
+    where
+        R: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.closer.closed() => return false,
+                () = self.ctx.shutdown.cancelled() => {
+                    // Take nothing more; close once what was taken is stored.
+                    tokio::select! {
+                        () = self.closer.closed() => {}
+                        () = self.ctx.close_sockets.cancelled() => self.closer.close(close::GOING_AWAY),
+                    }
+                    return false;
                 }
-                Read::Next
+                next = stream.next() => next,
+            };
+            last_seen.touch();
+            match next {
+                None => return true,
+                Some(Err(WsError::Capacity(_))) => {
+                    self.closer.close(close::MESSAGE_TOO_BIG);
+                    return false;
+                }
+                // RFC 6455 §7.4.1: 1007 for a text message that is not
+                // UTF-8, 1002 for any other violation of the framing.
+                Some(Err(WsError::Utf8(e))) => {
+                    tracing::info!(error = %e, "invalid UTF-8 from the peer");
+                    self.closer.close(close::INVALID_PAYLOAD);
+                    return false;
+                }
+                Some(Err(WsError::Protocol(e))) => {
+                    tracing::info!(error = %e, "WebSocket protocol violation");
+                    self.closer.close(close::PROTOCOL_ERROR);
+                    return false;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "socket read failed");
+                    return true;
+                }
+                // Boxed: handling a frame awaits store lookups and the
+                // persister, whose futures would otherwise size this loop's
+                // state (and so every idle socket) for their whole life.
+                Some(Ok(Message::Text(text))) => {
+                    Box::pin(self.on_frame(Encoding::Json, text.as_bytes(), last_seen)).await
+                }
+                Some(Ok(Message::Binary(bin))) => {
+                    Box::pin(self.on_frame(Encoding::MsgPack, &bin, last_seen)).await
+                }
+                Some(Ok(Message::Close(_))) => {
+                    self.closer.peer_closed();
+                    return true;
+                }
+                Some(Ok(Message::Pong(_))) => {
+                    let metrics = &self.ctx.metrics;
+                    metrics.pongs_received.fetch_add(1, Relaxed);
+                    if let Some(rtt) = last_seen.pong_received() {
+                        metrics.pong_seconds.observe(rtt.as_secs_f64());
+                    }
+                }
+                Some(Ok(_)) => {}
             }
-            Some(Ok(_)) => Read::Next,
         }
-    }
-
-    /// Handles one client frame ([`Read::Frame`]). Owns what it uses: it
-    /// runs beside the socket's writes, and may await the store (a reply's
-    /// thread, say) or a full persister queue.
-    pub(super) async fn handle(
-        self: Arc<Self>,
-        encoding: Encoding,
-        frame: Bytes,
-        clock: Arc<LastSeen>,
-    ) {
-        self.on_frame(encoding, &frame, &clock).await;
     }
 
     fn error(&self, message: impl Into<String>) {
@@ -496,10 +522,11 @@ impl Session {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    //! A client's frames, read and handled in order, with no socket: what a client
+mod tests {
+    //! The read loop over a stream of frames, with no socket: what a client
     //! sends reaches the hub, and what it is answered lands in its queue.
 
+    use futures_util::stream;
     use tokio_tungstenite::tungstenite::error::CapacityError;
     use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
     use tokio_util::sync::CancellationToken;
@@ -516,12 +543,7 @@ pub(super) mod tests {
     use crate::ws::connection_limit::ConnectionLimiter;
 
     /// A joined-looking session of `user` on `w`'s project, with its queue.
-    pub(in crate::ws) fn session(
-        w: &World,
-        user: UserId,
-        role: Role,
-        limits: &[&str],
-    ) -> (Session, Inbox) {
+    fn session(w: &World, user: UserId, role: Role, limits: &[&str]) -> (Session, Inbox) {
         let config = Config::from_args(limits.iter().copied()).unwrap();
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let ctx = Arc::new(SessionContext {
@@ -561,60 +583,15 @@ pub(super) mod tests {
         (session, inbox)
     }
 
-    /// `user`'s socket on `ws`, opened as [`open`] opens one after its
-    /// admission: joined to `w`'s project, holding its slots.
-    pub(in crate::ws) async fn opened<S>(w: &World, ws: S, user: UserId, role: Role) -> Opened<S> {
-        let (session, rx) = session(w, user, role, &[]);
-        let ctx = session.ctx.clone();
-        let joined = ctx
-            .hub
-            .join(JoinRequest {
-                project: w.project,
-                user,
-                outbox: session.outbox.clone(),
-                since: None,
-                since_seq: None,
-            })
-            .await
-            .unwrap();
-        let slot = ctx.connections.try_acquire(user, 5).unwrap();
-        let cluster_slot = ctx.hub.acquire_socket(user, 5).await.unwrap();
-        ctx.metrics.sockets_open.fetch_add(1, Relaxed);
-        Opened {
-            ws,
-            session: Arc::new(session),
-            rx,
-            clock: Arc::new(LastSeen::new()),
-            membership: joined.membership,
-            slots: (slot, cluster_slot),
-        }
-    }
-
     fn text(frame: &str) -> Result<Message, WsError> {
         Ok(Message::Text(frame.into()))
     }
 
-    /// Reads `frames` in order as the socket's task does, each frame
-    /// handled before the next is read, until the peer goes (true), the
-    /// socket closes (false) or the frames run out (the peer's end: true).
-    async fn read_with(
-        session: &Session,
-        frames: Vec<Result<Message, WsError>>,
-        clock: &LastSeen,
-    ) -> bool {
-        let mut frames = frames.into_iter();
-        loop {
-            match session.on_read(frames.next(), clock) {
-                Read::Next => {}
-                Read::Frame(encoding, frame) => session.on_frame(encoding, &frame, clock).await,
-                Read::PeerGone => return true,
-                Read::Closing => return false,
-            }
-        }
-    }
-
+    /// Reads `frames` to their end; true when the loop saw the peer go.
     async fn read(session: &Session, frames: Vec<Result<Message, WsError>>) -> bool {
-        read_with(session, frames, &LastSeen::new()).await
+        session
+            .read(&mut stream::iter(frames), &LastSeen::new())
+            .await
     }
 
     fn error_of(msg: ServerMessage) -> (String, Option<String>) {
@@ -733,8 +710,25 @@ pub(super) mod tests {
             expires_at: now.saturating_sub(1),
             valid_until: now.saturating_sub(1),
         });
-        read_with(&s, vec![text(r#"{"type":"nope"}"#)], &clock).await;
+        let mut frames = stream::iter(vec![text(r#"{"type":"nope"}"#)]);
+        s.read(&mut frames, &clock).await;
         assert_eq!(s.closer.code(), Some(close::TOKEN_EXPIRED));
         assert!(inbox.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn once_shutdown_begins_nothing_more_is_read_and_the_socket_closes_with_1001() {
+        let w = world().await;
+        let (s, _inbox) = session(&w, w.editor, Role::Editor, &[]);
+        s.ctx.shutdown.cancel();
+        let ctx = s.ctx.clone();
+        let closing = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            ctx.close_sockets.cancel();
+        });
+        let mut never = stream::pending();
+        assert!(!s.read(&mut never, &LastSeen::new()).await);
+        closing.await.unwrap();
+        assert_eq!(s.closer.code(), Some(close::GOING_AWAY));
     }
 }

@@ -1,28 +1,22 @@
-//! The writing half of a socket, run by the socket's one task
-//! ([`super::live`]): the only code that writes to the socket. Its first
-//! flush sends the `initial_state` (preset on the connection, around the
-//! codec: see [`super::preamble`]); then each wake-up on queued events
-//! drains whatever else is already queued (up to the batch cap) into one
-//! frame and flushes once — no timer, so nothing waits at low load and
-//! batches grow on their own under load. It also sends keepalive pings, the
-//! token's `token_expiring` warning, and the close frame — one timer per
-//! socket serves the pings and the token deadline alike, on the schedule
-//! [`Keepalive`] keeps. Live comments the client already holds are dropped
-//! by the queue ([`Inbox`]), not here.
-//!
-//! It holds no socket and runs no task of its own: the socket's task hands
-//! it the socket for each write. A task per writer cost every idle socket a
-//! second task cell, a lock around the split socket, and two wake-ups where
-//! one does (see BENCHMARKS.md, round 4).
+//! The writer task of one connection: the only code that writes to its
+//! socket. Its first flush sends the `initial_state` (preset on the
+//! connection, around the codec: see [`super::preamble`]); then it wakes on the first queued
+//! event, drains whatever else is already queued (up to the batch cap) into
+//! one frame, and flushes once — no timer, so nothing waits at low load and
+//! batches grow on their own under load. It also sends keepalive pings,
+//! the token's `token_expiring` warning, and the close frame — one timer
+//! per socket serves the pings and the token deadline alike, on the
+//! schedule [`Keepalive`] keeps. Live comments the client already holds
+//! are dropped by the queue ([`Inbox`]), not here.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt};
-use tokio::time::{Instant, timeout};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use vridge_protocol::codec::{batch_frame, encode};
@@ -34,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::outbound::{Closer, Inbox, OutFrame, PEER_CLOSED};
 
 /// How long the close frame may take to go out to a peer that may not read.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What the writer needs besides the socket and the queue.
 pub struct WriterSettings {
@@ -53,121 +47,106 @@ fn to_message(encoding: Encoding, bytes: Bytes) -> Option<Message> {
     }
 }
 
-/// A socket's writing state: its queue, its keepalive schedule and its
-/// settings. Lives in the socket's task for the socket's whole life.
-pub struct Writer {
+/// Starts a connection's writer task. Its first act is a flush, which
+/// sends the `initial_state` preset on the connection (see
+/// [`super::preamble`]).
+pub fn spawn<S>(
+    sink: S,
     rx: Inbox,
     closer: Closer,
+    last_seen: Arc<LastSeen>,
     settings: WriterSettings,
-    schedule: Keepalive,
+) -> JoinHandle<()>
+where
+    S: Sink<Message> + Unpin + Send + 'static,
+{
+    let mut writer = Writer {
+        sink,
+        rx,
+        closer,
+        last_seen,
+        settings,
+        queued: Vec::new(),
+    };
+    tokio::spawn(async move { writer.run().await })
+}
+
+/// A writer's state. Its task keeps it and runs it by reference: an async
+/// fn's by-value arguments are stored twice in its future, and that future
+/// lives as long as the socket.
+pub struct Writer<S> {
+    sink: S,
+    rx: Inbox,
+    closer: Closer,
+    last_seen: Arc<LastSeen>,
+    settings: WriterSettings,
     /// Empty until the first event: `recv_many` grows it as needed, so an
     /// idle socket does not hold a batch's worth (64 × 48 bytes) it never uses.
     queued: Vec<OutFrame>,
 }
 
-/// What the socket's timer found and did.
-pub enum Timed {
-    /// Nothing closed the socket: reset the timer to [`Writer::next_wake`].
-    Alive,
-    /// A write failed: the socket is gone.
-    Lost,
-    /// The socket is to close (its closer now holds the code).
-    Closing,
-}
-
-impl Writer {
-    pub fn new(rx: Inbox, closer: Closer, settings: WriterSettings) -> Self {
-        let schedule = Keepalive::new(settings.ping_interval, settings.pong_timeout);
-        Self {
-            rx,
-            closer,
-            settings,
-            schedule,
-            queued: Vec::new(),
-        }
-    }
-
-    /// When the timer next has work (a ping, the token's warning or deadline).
-    pub fn next_wake(&self, clock: &LastSeen) -> Instant {
-        self.schedule.next_wake(clock)
-    }
-
-    /// Waits for queued events and takes up to a batch of them. 0 when every
-    /// sender is gone. Cancel safe (see [`Inbox::recv_many`]).
-    pub async fn take(&mut self) -> usize {
-        self.rx
-            .recv_many(&mut self.queued, self.settings.max_batch)
-            .await
-    }
-
-    /// Writes what [`Writer::take`] took as one frame; false when the socket
-    /// is gone or closing. `closing` is the socket's close signal, which
-    /// its task registered once ([`Closer::closed`]): a write does not
-    /// register one of its own.
-    pub async fn write_taken<S, C>(&mut self, sink: &mut S, closing: Pin<&mut C>) -> bool
-    where
-        S: Sink<Message> + Unpin,
-        C: Future<Output = ()>,
-    {
-        write_batch(sink, &mut self.queued, closing, &self.settings).await
-    }
-
-    /// Flushes (sending the preset `initial_state`) unless the connection is
-    /// asked to close first.
-    pub async fn flush_preamble<S>(&self, sink: &mut S) -> bool
-    where
-        S: Sink<Message> + Unpin,
-    {
-        tokio::select! {
-            biased;
-            () = self.closer.closed() => false,
-            flushed = sink.flush() => flushed.is_ok(),
-        }
-    }
-
-    /// Does what the timer found due: closes at the token's deadline or
-    /// after the peer's silence, warns of the token's expiry, pings.
-    pub async fn on_timer<S>(&mut self, sink: &mut S, clock: &LastSeen) -> Timed
-    where
-        S: Sink<Message> + Unpin,
-    {
-        let due = self.schedule.due(clock);
-        if let Some(code) = due.close {
-            if code == close::KEEPALIVE_TIMEOUT {
-                self.settings.metrics.keepalive_closes.fetch_add(1, Relaxed);
+impl<S> Writer<S>
+where
+    S: Sink<Message> + Unpin,
+{
+    pub async fn run(&mut self) {
+        let mut alive = flush_or_close(&mut self.sink, &self.closer).await;
+        let mut schedule = Keepalive::new(self.settings.ping_interval, self.settings.pong_timeout);
+        // Boxed, as tokio's `Interval` boxes its own: the timer's entry is
+        // not part of the future every idle socket holds.
+        let mut timer = Box::pin(sleep_until(schedule.next_wake(&self.last_seen)));
+        while alive {
+            tokio::select! {
+                biased;
+                () = self.closer.closed() => break,
+                () = &mut timer => {
+                    let due = schedule.due(&self.last_seen);
+                    if let Some(code) = due.close {
+                        if code == close::KEEPALIVE_TIMEOUT {
+                            self.settings.metrics.keepalive_closes.fetch_add(1, Relaxed);
+                        }
+                        self.closer.close(code);
+                        break;
+                    }
+                    if let Some(expires_at) = due.warn {
+                        alive = self.warn_token(expires_at).await;
+                    }
+                    if alive && due.ping {
+                        alive = self.ping().await;
+                    }
+                    timer.as_mut().reset(schedule.next_wake(&self.last_seen));
+                }
+                n = self.rx.recv_many(&mut self.queued, self.settings.max_batch) => {
+                    if n == 0 {
+                        break;
+                    }
+                    alive = write_batch(
+                        &mut self.sink,
+                        &mut self.queued,
+                        &self.closer,
+                        &self.settings,
+                    )
+                    .await;
+                }
             }
-            self.closer.close(code);
-            return Timed::Closing;
         }
-        if let Some(expires_at) = due.warn
-            && !self.warn_token(sink, expires_at).await
-        {
-            return Timed::Lost;
-        }
-        if due.ping && !self.ping(sink, clock).await {
-            return Timed::Lost;
-        }
-        Timed::Alive
+        // Boxed: the close runs once, and its timers would otherwise size this
+        // task's state (held by every idle socket) for the socket's whole life.
+        Box::pin(self.finish(alive)).await;
     }
 
-    async fn ping<S>(&mut self, sink: &mut S, clock: &LastSeen) -> bool
-    where
-        S: Sink<Message> + Unpin,
-    {
+    async fn ping(&mut self) -> bool {
         let ping = Message::Ping(Bytes::new());
-        let alive = send_or_close(sink, ping, self.closer.closed()).await;
+        let alive = send_or_close(&mut self.sink, ping, &self.closer).await;
         if alive {
-            clock.ping_sent();
+            self.last_seen.ping_sent();
             self.settings.metrics.pings_sent.fetch_add(1, Relaxed);
         }
         alive
     }
 
     /// Tells the client its token expires soon (it answers `refresh_token`).
-    async fn warn_token<S>(&mut self, sink: &mut S, expires_at: u64) -> bool
-    where
-        S: Sink<Message> + Unpin,
-    {
+    async fn warn_token(&mut self, expires_at: u64) -> bool {
         let msg = ServerMessage::TokenExpiring {
             expires_at: expires_at as i64,
         };
@@ -178,28 +157,29 @@ impl Writer {
             return true;
         };
         self.settings.metrics.messages_out("token_expiring", 1);
-        send_or_close(sink, frame, self.closer.closed()).await
+        send_or_close(&mut self.sink, frame, &self.closer).await
     }
 
     /// Sends the close frame, first what is queued on a graceful close. When
     /// the peer closed first, flushes tungstenite's echo of its close frame
-    /// instead (a second close frame of ours would be refused). `alive`:
-    /// whether the socket can still be written to.
-    pub async fn finish<S>(&mut self, sink: &mut S, alive: bool)
-    where
-        S: Sink<Message> + Unpin,
-    {
+    /// instead (a second close frame of ours would be refused).
+    async fn finish(&mut self, alive: bool) {
         let code = self.closer.code().unwrap_or(1000);
         if code == PEER_CLOSED {
             tracing::debug!("peer closed the socket");
-            let _ = timeout(CLOSE_GRACE, sink.close()).await;
+            let _ = timeout(CLOSE_GRACE, self.sink.close()).await;
             return;
         }
         log_close(code);
         if alive && code == close::GOING_AWAY {
             let _ = timeout(
                 CLOSE_GRACE,
-                send_what_is_queued(sink, &mut self.rx, &mut self.queued, &self.settings),
+                send_what_is_queued(
+                    &mut self.sink,
+                    &mut self.rx,
+                    &mut self.queued,
+                    &self.settings,
+                ),
             )
             .await;
         }
@@ -207,7 +187,7 @@ impl Writer {
             code: code.into(),
             reason: Utf8Bytes::from_static(close::reason(code)),
         };
-        let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+        let _ = timeout(CLOSE_GRACE, self.sink.send(Message::Close(Some(frame)))).await;
     }
 }
 
@@ -241,7 +221,7 @@ async fn send_what_is_queued<S>(
                 None => break,
             }
         }
-        if queued.is_empty() || !write_batch(sink, queued, not_closing.closed(), settings).await {
+        if queued.is_empty() || !write_batch(sink, queued, &not_closing, settings).await {
             return;
         }
     }
@@ -251,7 +231,7 @@ async fn send_what_is_queued<S>(
 async fn write_batch<S>(
     sink: &mut S,
     queued: &mut Vec<OutFrame>,
-    closing: impl Future<Output = ()>,
+    closer: &Closer,
     settings: &WriterSettings,
 ) -> bool
 where
@@ -269,27 +249,40 @@ where
     settings.metrics.frame_events.observe(count as f64);
     queued.clear();
     match to_message(settings.encoding, bytes) {
-        Some(msg) => send_or_close(sink, msg, closing).await,
+        Some(msg) => send_or_close(sink, msg, closer).await,
         None => true,
     }
 }
 
-/// Sends and flushes one message unless the connection is asked to close
-/// first (a peer that stopped reading would otherwise hold the writer forever).
-async fn send_or_close<S>(sink: &mut S, msg: Message, closing: impl Future<Output = ()>) -> bool
+/// Flushes (sending the preset `initial_state`) unless the connection is
+/// asked to close first.
+async fn flush_or_close<S>(sink: &mut S, closer: &Closer) -> bool
 where
     S: Sink<Message> + Unpin,
 {
     tokio::select! {
         biased;
-        () = closing => false,
+        () = closer.closed() => false,
+        flushed = sink.flush() => flushed.is_ok(),
+    }
+}
+
+/// Sends and flushes one message unless the connection is asked to close
+/// first (a peer that stopped reading would otherwise hold the writer forever).
+async fn send_or_close<S>(sink: &mut S, msg: Message, closer: &Closer) -> bool
+where
+    S: Sink<Message> + Unpin,
+{
+    tokio::select! {
+        biased;
+        () = closer.closed() => false,
         sent = sink.send(msg) => sent.is_ok(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::pin::{Pin, pin};
+    use std::pin::Pin;
     use std::task::{Context, Poll};
 
     use tokio::sync::mpsc;
@@ -354,13 +347,29 @@ mod tests {
         }
     }
 
-    /// A writer with a queue of `capacity`; returns the queue's sending
-    /// side and its closer too.
-    fn writer(capacity: usize) -> (Writer, Outbox, Closer, Arc<Metrics>) {
+    /// A writer over a recording sink; returns the queue's sending side,
+    /// its closer, what the sink receives, and the task.
+    fn recorded(
+        prepare: impl FnOnce(&Outbox, &mut Inbox),
+    ) -> (
+        Outbox,
+        Closer,
+        mpsc::UnboundedReceiver<Message>,
+        JoinHandle<()>,
+        Arc<Metrics>,
+    ) {
         let metrics = Arc::new(Metrics::default());
-        let (outbox, inbox, closer) = Outbox::channel(capacity, Encoding::Json, metrics.clone());
-        let writer = Writer::new(inbox, closer.clone(), settings(&metrics));
-        (writer, outbox, closer, metrics)
+        let (outbox, mut inbox, closer) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        prepare(&outbox, &mut inbox);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = spawn(
+            Recorder(tx),
+            inbox,
+            closer.clone(),
+            Arc::new(LastSeen::new()),
+            settings(&metrics),
+        );
+        (outbox, closer, rx, task, metrics)
     }
 
     fn text(msg: &Message) -> &str {
@@ -372,76 +381,54 @@ mod tests {
 
     #[tokio::test]
     async fn events_queued_together_go_out_as_one_batch_frame() {
-        let (mut w, outbox, closer, metrics) = writer(64);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut sink = Recorder(tx);
-        for n in 0..5 {
-            assert!(outbox.offer(event(&n.to_string(), None)));
-        }
-        assert_eq!(w.take().await, 5);
-        assert!(w.write_taken(&mut sink, pin!(closer.closed())).await);
+        let (outbox, _closer, mut rx, task, metrics) = recorded(|outbox, _| {
+            for n in 0..5 {
+                assert!(outbox.offer(event(&n.to_string(), None)));
+            }
+        });
+        let batch = rx.recv().await.unwrap();
         let expected: Vec<String> = (0..5)
             .map(|n| format!(r#"{{"type":"x","n":"{n}"}}"#))
             .collect();
         assert_eq!(
-            text(&rx.recv().await.unwrap()),
+            text(&batch),
             format!(r#"{{"type":"batch","messages":[{}]}}"#, expected.join(","))
         );
         // A lone event later goes out as itself, not as a batch of one.
         assert!(outbox.offer(event("alone", None)));
-        assert_eq!(w.take().await, 1);
-        assert!(w.write_taken(&mut sink, pin!(closer.closed())).await);
         assert_eq!(
             text(&rx.recv().await.unwrap()),
             r#"{"type":"x","n":"alone"}"#
         );
-        // The last sender gone: nothing more to take, and the close is 1000.
+        // The last sender gone: the writer closes with 1000 and ends.
         drop(outbox);
-        assert_eq!(w.take().await, 0);
-        w.finish(&mut sink, true).await;
         let closing = rx.recv().await.unwrap();
         assert!(
             matches!(&closing, Message::Close(Some(f)) if u16::from(f.code) == 1000),
             "{closing:?}"
         );
+        task.await.unwrap();
         assert_eq!(metrics.frame_events.count(), 2);
     }
 
     #[tokio::test]
     async fn comments_the_initial_state_held_are_not_sent_live() {
-        let metrics = Arc::new(Metrics::default());
-        let (outbox, mut inbox, closer) = Outbox::channel(64, Encoding::Json, metrics.clone());
-        inbox.set_watermark(Some(5));
-        let mut w = Writer::new(inbox, closer.clone(), settings(&metrics));
-        for id in [4, 5, 6] {
-            assert!(outbox.offer(event(&id.to_string(), Some(id))));
-        }
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        assert_eq!(w.take().await, 1);
-        assert!(
-            w.write_taken(&mut Recorder(tx), pin!(closer.closed()))
-                .await
-        );
+        let (outbox, _closer, mut rx, task, _) = recorded(|outbox, inbox| {
+            inbox.set_watermark(Some(5));
+            for id in [4, 5, 6] {
+                assert!(outbox.offer(event(&id.to_string(), Some(id))));
+            }
+        });
         assert_eq!(text(&rx.recv().await.unwrap()), r#"{"type":"x","n":"6"}"#);
+        drop(outbox);
+        assert!(matches!(rx.recv().await, Some(Message::Close(_))));
+        task.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_peer_is_pinged_then_closed_with_4009() {
-        let (mut w, _outbox, closer, metrics) = writer(64);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut sink = Recorder(tx);
-        let clock = LastSeen::new();
+        let (_outbox, closer, mut rx, task, metrics) = recorded(|_, _| {});
         let started = tokio::time::Instant::now();
-        // The socket's timer, as its task runs it.
-        loop {
-            tokio::time::sleep_until(w.next_wake(&clock)).await;
-            match w.on_timer(&mut sink, &clock).await {
-                Timed::Alive => continue,
-                Timed::Lost => panic!("the recorder never fails"),
-                Timed::Closing => break,
-            }
-        }
-        w.finish(&mut sink, true).await;
         let mut pings = 0;
         let closing = loop {
             match rx.recv().await.unwrap() {
@@ -462,34 +449,35 @@ mod tests {
         );
         assert!((2..=3).contains(&pings), "{pings}");
         assert_eq!(closer.code(), Some(close::KEEPALIVE_TIMEOUT));
+        task.await.unwrap();
         assert_eq!(metrics.keepalive_closes.load(Relaxed), 1);
         assert_eq!(metrics.pings_sent.load(Relaxed), pings);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_never_reads_is_cut_when_its_socket_is_closed() {
-        let (mut w, outbox, closer, _) = writer(4);
-        // Its first write never completes; meanwhile its queue fills: the
-        // room's next offer closes it as a slow consumer.
-        assert!(outbox.offer(event("first", None)));
-        assert_eq!(w.take().await, 1);
-        let started = tokio::time::Instant::now();
-        let mut stuck = Stuck;
-        let closing = pin!(closer.closed());
-        let write = w.write_taken(&mut stuck, closing);
-        let fill = async {
-            let mut offered = 0;
-            while outbox.offer(event("x", None)) {
-                offered += 1;
-            }
-            offered
-        };
-        let (written, offered) = tokio::join!(write, fill);
+        let metrics = Arc::new(Metrics::default());
+        let (outbox, inbox, closer) = Outbox::channel(4, Encoding::Json, metrics.clone());
+        let task = spawn(
+            Stuck,
+            inbox,
+            closer.clone(),
+            Arc::new(LastSeen::new()),
+            settings(&metrics),
+        );
+        // Its queue fills: the room's next offer closes it as a slow consumer.
+        let mut offered = 0;
+        while outbox.offer(event("x", None)) {
+            offered += 1;
+        }
         assert_eq!(offered, 4);
-        assert!(!written, "the stuck write gave up once the socket closed");
         assert_eq!(closer.code(), Some(close::SLOW_CONSUMER));
-        // The close frame to a peer that never reads takes at most its grace.
-        w.finish(&mut stuck, false).await;
+        // The writer, stuck in its first flush, gives up within its grace.
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("the writer ended")
+            .unwrap();
         assert!(started.elapsed() <= CLOSE_GRACE, "{:?}", started.elapsed());
     }
 }
