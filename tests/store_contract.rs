@@ -1151,3 +1151,101 @@ async fn each_comment_links_to_the_previous_comment_of_its_project(store: &Store
     let links: Vec<(i64, Option<i64>)> = latest.iter().map(|c| (c.id, c.prev_id)).collect();
     assert_eq!(links, vec![(x.id, None), (y.id, Some(x.id))]);
 }
+
+/// PostgreSQL only (SQLite has one writer at a time): a batch writes its
+/// comments in one statement that draws every new comment's id before the
+/// rows go in, so when another node stores one of the batch's keys while
+/// the batch is being written, that request becomes a duplicate of the
+/// other node's comment, and the batch's next comment must link to the one
+/// before it, not to the id drawn for the request that was left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_another_node_stores_during_a_batch_is_a_duplicate_and_not_a_link() {
+    use sqlx::Connection as _;
+    let db = TestDatabase::create().await;
+    let store = Store::connect(&db.url, 8).await.unwrap();
+    let w = world(&store).await;
+    let first = store
+        .insert_comments(&[request(&w, w.users[0], "before", None)])
+        .await
+        .unwrap();
+    let before = first[0].comment.clone();
+    let before_seq = first[0].event.as_ref().unwrap().seq;
+
+    // The other node: the same user and key, in the other project (so it
+    // holds no lock the batch waits for), not committed yet.
+    let key = IdempotencyKey::from_client(Some("k-race")).unwrap();
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query(
+        "INSERT INTO comments (project_id, feedback_id, user_id, text, idempotency_key, created_at) \
+         VALUES ($1, $2, $3, 'theirs', $4, 0)",
+    )
+    .bind(w.other_project)
+    .bind(w.other_feedback)
+    .bind(w.users[0])
+    .bind(key.as_str())
+    .execute(&mut other)
+    .await
+    .unwrap();
+
+    let batch = {
+        let store = store.clone();
+        let requests = vec![
+            request(&w, w.users[0], "a", None),
+            request(&w, w.users[0], "race", Some("k-race")),
+            request(&w, w.users[0], "b", None),
+        ];
+        tokio::spawn(async move { store.insert_comments(&requests).await })
+    };
+    // The batch's statement has drawn its ids and waits on the other
+    // node's uncommitted key; only then does the other node commit.
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut waited = false;
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(waited, "the batch never waited on the other node's key");
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+
+    let out = batch.await.unwrap().unwrap();
+    let (a, race, b) = (&out[0], &out[1], &out[2]);
+    assert!(!a.duplicate && !b.duplicate);
+    assert!(race.duplicate, "the other node's comment came first");
+    assert_eq!(race.comment.text, "theirs");
+    assert_eq!(a.comment.prev_id, Some(before.id));
+    assert_eq!(
+        b.comment.prev_id,
+        Some(a.comment.id),
+        "links skip the request that was left out"
+    );
+    let stored = store.comments_since(w.project, 0, 100).await.unwrap();
+    let links: Vec<(i64, Option<i64>)> = stored.iter().map(|c| (c.id, c.prev_id)).collect();
+    assert_eq!(
+        links,
+        vec![
+            (before.id, None),
+            (a.comment.id, Some(before.id)),
+            (b.comment.id, Some(a.comment.id)),
+        ]
+    );
+    let seqs: Vec<i64> = [a, b]
+        .iter()
+        .map(|o| o.event.as_ref().unwrap().seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        [before_seq + 1, before_seq + 2],
+        "one event per stored comment, no hole"
+    );
+}

@@ -22,4 +22,7 @@ for s in 0 1; do
 done
 wait "${CLIENTS[@]}"
 for s in 0 1; do grep -vE "^\{" ${BENCH_DIR:-/tmp/bench}/$SCEN-client-$s.txt | tr -s ' ' | tr '\n' ';'; echo; done
+# each server's /metrics (the persister's flush times and batch sizes among them);
+# named .log so that compare.sh keeps them with the run
+for i in 0 1; do curl -sf http://127.0.0.1:$((18081+i))/metrics > ${BENCH_DIR:-/tmp/bench}/$SCEN-metrics-$i.log || true; done
 kill "${PIDS[@]}"; wait "${PIDS[@]}" 2>/dev/null

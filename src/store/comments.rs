@@ -9,30 +9,17 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 use vridge_protocol::{Comment, CommentId, EventMeta, ProjectId, Seq, UserId};
 
-use super::engine::append_events;
+use super::comment_batch::{CommentRequest, InsertNewComments as _};
 use super::engine::{BatchStatements as _, NewestRead as _, SeqCommentRow};
-use super::events::{EventKind, NewEvent};
 use super::rows::{CommentRow, comment_columns};
 use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
-use crate::domain::{IdempotencyKey, ValidComment};
-use crate::time::now_ms;
+use crate::time::{now_ms, rfc3339};
 
 /// The newest comments of a project and the log position they reflect.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Newest {
     pub comments: Vec<Comment>,
     pub last_seq: Seq,
-}
-
-/// One comment to store. The feedback item's project has been checked, and
-/// `parent` (for a reply) is a root comment of the same feedback item.
-#[derive(Debug, Clone)]
-pub struct CommentRequest {
-    pub project_id: ProjectId,
-    pub user_id: UserId,
-    pub comment: ValidComment,
-    pub key: IdempotencyKey,
-    pub parent: Option<CommentId>,
 }
 
 /// The outcome of one [`CommentRequest`]: the stored comment, and whether it
@@ -46,22 +33,20 @@ pub struct StoredComment {
 }
 
 impl Store {
-    /// Stores a batch of comments in one transaction with one multi-row
-    /// INSERT, and returns one outcome per request, in request order. A
+    /// Stores a batch of comments in one transaction, and returns one outcome per request, in request order. A
     /// request whose (user, idempotency key) is already stored — earlier, or
     /// earlier in the same batch — gets the original comment back, marked
     /// duplicate, and nothing new is written for it.
     ///
     /// Each new comment's `prev_id` is the project's comment before it
-    /// (`None` for the first): after the INSERT, still in the transaction,
-    /// the newest id of the project below the batch's first new id is read,
-    /// the project's new rows are chained from it in id order, and one
-    /// UPDATE writes the links. The read follows the write so that, on
-    /// SQLite, it runs under the write lock (a read before the first write
-    /// would see a snapshot another writer may since have moved past).
-    /// Duplicates are not new rows, so they never become links. Rooms use
-    /// the chain to deliver a project's comments in commit order on every
-    /// node.
+    /// (`None` for the first), its reply counts on its thread's root, and it
+    /// is one `comment` event of its project's log; what statements write
+    /// that differs by engine
+    /// ([`InsertNewComments`](super::comment_batch::InsertNewComments)).
+    /// Duplicates are not new rows, so they never become links. Rooms
+    /// deliver a project's events in commit order on every node by the
+    /// events' numbers; the `prev_id` chain serves clients of the comment-id
+    /// resume.
     ///
     /// Ids of one project become visible in id order, on both engines, which
     /// is what lets a reader treat "the newest id I read" as a watermark
@@ -85,101 +70,12 @@ impl Store {
         let mut projects: Vec<ProjectId> = requests.iter().map(|r| r.project_id).collect();
         projects.sort_unstable();
         projects.dedup();
-        let mut metas_of: HashMap<CommentId, EventMeta> = HashMap::new();
         let (inserted, existing) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Within a project the next ids are only handed out once the
             // previous holder committed (see above).
             tx.lock_projects(&projects).await?;
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO comments (project_id, feedback_id, user_id, text, title, section, security, \
-                 video_timestamp, idempotency_key, created_at, parent_id, timestamp_end) ",
-            );
-            insert.push_values(requests, |mut row, r| {
-                let c = r.comment.inner();
-                row.push_bind(r.project_id)
-                    .push_bind(c.feedback_id)
-                    .push_bind(r.user_id)
-                    .push_bind(c.text.as_str())
-                    .push_bind(c.title.as_deref())
-                    .push_bind(c.section.as_deref())
-                    .push_bind(c.security.as_deref())
-                    .push_bind(c.timestamp)
-                    .push_bind(r.key.as_str())
-                    .push_bind(now)
-                    .push_bind(r.parent)
-                    .push_bind(c.timestamp_end);
-            });
-            insert.push(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ");
-            insert.push(comment_columns!());
-            let mut inserted: Vec<CommentRow> = insert
-                .build_query_as()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(StoreError::from_write)?;
-            if !inserted.is_empty() {
-                // Each project's newest comment before this batch: one
-                // statement for all of the batch's projects.
-                let newest_before = tx.newest_before(&first_new_ids(&inserted)).await?;
-                link_to_predecessors(&mut inserted, &newest_before);
-                let mut link = QueryBuilder::new("UPDATE comments SET prev_id = CASE id");
-                for row in &inserted {
-                    link.push(" WHEN ");
-                    link.push_bind(row.id);
-                    link.push(" THEN ");
-                    link.push_bind(row.prev_id);
-                }
-                link.push(" END WHERE id IN (");
-                let mut ids = link.separated(", ");
-                for row in &inserted {
-                    ids.push_bind(row.id);
-                }
-                link.push(")");
-                link.build().execute(&mut *tx).await?;
-                // Replies count on their root's row.
-                let mut replies: std::collections::BTreeMap<CommentId, i64> = Default::default();
-                for row in &inserted {
-                    if let Some(parent) = row.parent_id {
-                        *replies.entry(parent).or_default() += 1;
-                    }
-                }
-                if !replies.is_empty() {
-                    let mut bump = QueryBuilder::new(
-                        "UPDATE comments SET reply_count = reply_count + bumps.n FROM (",
-                    );
-                    for (i, (parent, n)) in replies.iter().enumerate() {
-                        if i > 0 {
-                            bump.push(" UNION ALL ");
-                        }
-                        bump.push("SELECT ");
-                        bump.push_bind(*parent);
-                        bump.push(" AS cid, ");
-                        bump.push_bind(*n);
-                        bump.push(" AS n");
-                    }
-                    bump.push(") AS bumps WHERE comments.id = bumps.cid");
-                    bump.build().execute(&mut *tx).await?;
-                }
-                // One event per new comment, numbered in id order within
-                // each project (ids and numbers then agree on the order).
-                let mut rows: Vec<&CommentRow> = inserted.iter().collect();
-                rows.sort_unstable_by_key(|r| r.id);
-                let events: Vec<NewEvent<'_>> = rows
-                    .iter()
-                    .map(|r| NewEvent {
-                        project: r.project_id,
-                        kind: EventKind::CommentAdded,
-                        actor: r.user_id,
-                        comment: Some(r.id),
-                        feedback: Some(r.feedback_id),
-                        detail: None,
-                        key: None,
-                    })
-                    .collect();
-                let metas = append_events!(tx, &events, now);
-                metas_of.extend(rows.iter().map(|r| r.id).zip(metas));
-            }
-
+            let inserted = tx.insert_new_comments(requests, now).await?;
             let mut existing: Vec<CommentRow> = Vec::new();
             if inserted.len() < requests.len() {
                 let mut select = QueryBuilder::new(concat!("SELECT ", comment_columns!(), " FROM comments WHERE "));
@@ -196,6 +92,22 @@ impl Store {
             tx.commit().await?;
             (inserted, existing)
         });
+        let mut metas_of: HashMap<CommentId, EventMeta> = HashMap::with_capacity(inserted.len());
+        let inserted: Vec<CommentRow> = inserted
+            .into_iter()
+            .map(|row| {
+                metas_of.insert(
+                    row.comment.id,
+                    EventMeta {
+                        seq: row.seq,
+                        prev_seq: row.seq - 1,
+                        actor_id: row.comment.user_id,
+                        at: rfc3339(now),
+                    },
+                );
+                row.comment
+            })
+            .collect();
         match_outcomes(requests, inserted, existing, metas_of)
     }
 
@@ -363,36 +275,6 @@ impl Store {
         .fetch_all(pool)
         .await)?;
         Ok(rows.into_iter().map(CommentRow::into_wire).collect())
-    }
-}
-
-/// The smallest freshly inserted id of each project, in project order.
-fn first_new_ids(inserted: &[CommentRow]) -> Vec<(ProjectId, CommentId)> {
-    let mut first: HashMap<ProjectId, CommentId> = HashMap::new();
-    for row in inserted {
-        let id = first.entry(row.project_id).or_insert(row.id);
-        *id = (*id).min(row.id);
-    }
-    let mut first: Vec<_> = first.into_iter().collect();
-    first.sort_unstable();
-    first
-}
-
-/// Sets `prev_id` of freshly inserted rows: each project's new rows chain,
-/// in id order, from the project's newest id before the insert. Duplicates
-/// are not among `inserted`, so they never become links.
-fn link_to_predecessors(
-    inserted: &mut [CommentRow],
-    newest_before: &HashMap<ProjectId, Option<CommentId>>,
-) {
-    let mut order: Vec<usize> = (0..inserted.len()).collect();
-    order.sort_unstable_by_key(|i| inserted[*i].id);
-    let mut previous = newest_before.clone();
-    for i in order {
-        let row = &mut inserted[i];
-        let prev = previous.entry(row.project_id).or_insert(None);
-        row.prev_id = *prev;
-        *prev = Some(row.id);
     }
 }
 

@@ -1,9 +1,11 @@
-//! The batched statements whose best form differs by engine: those of a
-//! comment batch, and the newest comments of a batch of connects.
+//! The batched statements whose best form differs by engine: the locks and
+//! event numbers of a write (a comment batch's own statement is in
+//! [`comment_batch`](super::comment_batch)), and the newest comments of a
+//! batch of connects.
 //!
 //! A persister batch touches many projects at once: their write-order
-//! locks, their newest comment before the batch, their event numbers and
-//! the events themselves. On PostgreSQL each is one statement of fixed text
+//! locks, their event numbers and the events themselves (other writes touch
+//! one project). On PostgreSQL each is one statement of fixed text
 //! over arrays (`unnest`), so it is prepared and planned once per
 //! connection; built as `UNION ALL` of one arm per project its text would
 //! change with the batch, and a fresh statement to parse and plan on every
@@ -12,8 +14,8 @@
 
 use std::collections::HashMap;
 
-use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
-use vridge_protocol::{CommentId, ProjectId, Seq};
+use sqlx::{PgConnection, QueryBuilder, Sqlite, SqliteConnection};
+use vridge_protocol::{ProjectId, Seq};
 
 use super::StoreError;
 use super::events::{NewEvent, number, per_project};
@@ -94,12 +96,6 @@ pub(crate) trait BatchStatements {
     /// batches never deadlock); SQLite has one writer and needs none.
     async fn lock_projects(&mut self, projects: &[ProjectId]) -> Result<(), sqlx::Error>;
 
-    /// Each project's newest comment below the given id (`None`: none).
-    async fn newest_before(
-        &mut self,
-        firsts: &[(ProjectId, CommentId)],
-    ) -> Result<HashMap<ProjectId, Option<CommentId>>, sqlx::Error>;
-
     /// Numbers `events` (bumping their projects' `last_seq`) and writes
     /// them; returns their numbers, in order.
     async fn append(&mut self, events: &[NewEvent<'_>], now: i64) -> Result<Vec<Seq>, StoreError>;
@@ -116,22 +112,6 @@ impl BatchStatements for PgConnection {
         .execute(self)
         .await?;
         Ok(())
-    }
-
-    async fn newest_before(
-        &mut self,
-        firsts: &[(ProjectId, CommentId)],
-    ) -> Result<HashMap<ProjectId, Option<CommentId>>, sqlx::Error> {
-        let (projects, ids): (Vec<i64>, Vec<i64>) = firsts.iter().copied().unzip();
-        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT b.pid, (SELECT MAX(c.id) FROM comments c WHERE c.project_id = b.pid AND c.id < b.first) \
-             FROM unnest($1::bigint[], $2::bigint[]) AS b(pid, first)",
-        )
-        .bind(projects)
-        .bind(ids)
-        .fetch_all(self)
-        .await?;
-        Ok(rows.into_iter().collect())
     }
 
     /// One statement: the bump and the insert as a data-modifying CTE, the
@@ -183,27 +163,6 @@ impl BatchStatements for SqliteConnection {
         Ok(())
     }
 
-    async fn newest_before(
-        &mut self,
-        firsts: &[(ProjectId, CommentId)],
-    ) -> Result<HashMap<ProjectId, Option<CommentId>>, sqlx::Error> {
-        let mut query = QueryBuilder::new("");
-        for (i, (project, first)) in firsts.iter().enumerate() {
-            if i > 0 {
-                query.push(" UNION ALL ");
-            }
-            query.push("SELECT ");
-            query.push_bind(*project);
-            query.push(" AS pid, (SELECT MAX(id) FROM comments WHERE project_id = ");
-            query.push_bind(*project);
-            query.push(" AND id < ");
-            query.push_bind(*first);
-            query.push(") AS newest");
-        }
-        let rows: Vec<(i64, Option<i64>)> = query.build_query_as().fetch_all(self).await?;
-        Ok(rows.into_iter().collect())
-    }
-
     /// The bump, then the insert: two statements, in-process.
     async fn append(&mut self, events: &[NewEvent<'_>], now: i64) -> Result<Vec<Seq>, StoreError> {
         let counts = per_project(events);
@@ -221,20 +180,36 @@ async fn sqlite_bump_seqs(
     conn: &mut SqliteConnection,
     counts: &[(ProjectId, i64)],
 ) -> Result<HashMap<ProjectId, Seq>, sqlx::Error> {
-    let mut bump = QueryBuilder::new("UPDATE projects SET last_seq = last_seq + bumps.n FROM (");
-    for (i, (project, n)) in counts.iter().enumerate() {
-        if i > 0 {
-            bump.push(" UNION ALL ");
-        }
-        bump.push("SELECT ");
-        bump.push_bind(*project);
-        bump.push(" AS pid, ");
-        bump.push_bind(*n);
-        bump.push(" AS n");
-    }
-    bump.push(") AS bumps WHERE projects.id = bumps.pid RETURNING id, last_seq");
+    let mut bump = sqlite_add_counts("projects", "last_seq", counts);
+    bump.push(" RETURNING id, last_seq");
     let rows: Vec<(i64, i64)> = bump.build_query_as().fetch_all(conn).await?;
     Ok(rows.into_iter().collect())
+}
+
+/// `UPDATE table SET column = column + n` for each `(id, n)` of `counts`
+/// (not empty), in one statement: SQLite has no arrays, so the pairs are
+/// one `UNION ALL` arm each. `table` and `column` are the caller's
+/// constants, never input.
+pub(super) fn sqlite_add_counts(
+    table: &'static str,
+    column: &'static str,
+    counts: &[(i64, i64)],
+) -> QueryBuilder<Sqlite> {
+    let mut update = QueryBuilder::new(format!(
+        "UPDATE {table} SET {column} = {column} + bumps.n FROM ("
+    ));
+    for (i, (id, n)) in counts.iter().enumerate() {
+        if i > 0 {
+            update.push(" UNION ALL ");
+        }
+        update.push("SELECT ");
+        update.push_bind(*id);
+        update.push(" AS id, ");
+        update.push_bind(*n);
+        update.push(" AS n");
+    }
+    update.push(format!(") AS bumps WHERE {table}.id = bumps.id"));
+    update
 }
 
 /// Writes the events, numbered `seqs`, at `now`.
