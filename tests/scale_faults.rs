@@ -153,24 +153,51 @@ async fn redis_outage_keeps_local_rooms_working_and_cross_node_delivery_resumes(
     }
 }
 
+/// The address of the PostgreSQL server at `TEST_DATABASE_URL`, for a
+/// proxy in front of it.
+async fn postgres_upstream() -> std::net::SocketAddr {
+    let url = test_database_url();
+    let host = url
+        .split_once('@')
+        .map(|(_, r)| r)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    tokio::net::lookup_host(host)
+        .await
+        .expect("resolve PostgreSQL")
+        .next()
+        .expect("an address")
+}
+
+/// The pool tests a connection before use only when it sat unused for a
+/// while (a busy server skips that round trip): one whose database side
+/// went away meanwhile is found out and replaced, so the next query
+/// succeeds instead of failing on the dead connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_cut_while_unused_is_replaced_before_use() {
+    let db = TestDatabase::create().await;
+    let proxy = CuttableProxy::start(postgres_upstream().await).await;
+    let store = vridge_realtime::store::Store::connect(&db.url_via(proxy.addr), 2)
+        .await
+        .expect("connect through the proxy");
+    store.ping().await.expect("a first query");
+    proxy.cut().await;
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for attempt in 0..3 {
+        store
+            .ping()
+            .await
+            .unwrap_or_else(|e| panic!("query {attempt} after the cut: {e}"));
+    }
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_fails_comments_honestly_and_recovers() {
-    let upstream: std::net::SocketAddr = {
-        let url = test_database_url();
-        let host = url
-            .split_once('@')
-            .map(|(_, r)| r)
-            .and_then(|r| r.split('/').next())
-            .unwrap_or("127.0.0.1:5432")
-            .to_owned();
-        tokio::net::lookup_host(host)
-            .await
-            .expect("resolve PostgreSQL")
-            .next()
-            .expect("an address")
-    };
     let db = std::sync::Arc::new(TestDatabase::create().await);
-    let proxy = CuttableProxy::start(upstream).await;
+    let proxy = CuttableProxy::start(postgres_upstream().await).await;
     let url = db.url_via(proxy.addr);
     let mut server = TestServer::spawn_with(&["--database-url", &url]).await;
     server.hold_database(db.clone());

@@ -25,10 +25,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Connection as _, Database};
 
 pub use accounts::{NewFeedback, NewUser, Project, User};
 pub use batched::BatchedReads;
@@ -46,6 +48,33 @@ pub use refresh_tokens::RefreshUse;
 /// well inside both and still turns a reconnect storm's thousands of reads
 /// into tens of queries.
 pub const MAX_BATCHED_KEYS: usize = 200;
+
+/// A pooled connection idle at least this long is pinged before it is
+/// handed out; one used more recently is handed out as it is.
+///
+/// sqlx pings every connection when it is released, so one that broke
+/// during a query never goes back to the pool; by default it pings again on
+/// every acquire, which put a round trip before every query and
+/// transaction — before each of the persister's flushes (written one at a
+/// time, so comments waited on it) and each REST request's reads. What the
+/// second ping still catches is a connection cut while it sat unused (a
+/// database restart, a proxy's idle timeout), so only connections that sat
+/// unused for a while are tested.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// `options` with the acquire-time ping of [`PING_IF_IDLE_FOR`].
+fn ping_when_idle<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// Runs `$body` with `$pool` bound to whichever pool the store holds. The body
 /// is compiled once per engine, so one query text serves both.
@@ -125,14 +154,14 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
-            let pool = SqlitePoolOptions::new()
+            let pool = ping_when_idle(SqlitePoolOptions::new())
                 .max_connections(max_connections.max(1))
                 .connect_with(options)
                 .await?;
             Store::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
+            let pool = ping_when_idle(PgPoolOptions::new())
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options)
