@@ -194,6 +194,46 @@ async fn a_pooled_connection_cut_while_unused_is_replaced_before_use() {
     store.close().await;
 }
 
+/// A recently used connection is handed out untested, so one the database
+/// ended meanwhile (an administrator, a failover) is found out by the
+/// write's BEGIN; the write then begins on another connection and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_a_connection_the_database_ended_begins_again_and_succeeds() {
+    use sqlx::Connection as _;
+    use vridge_realtime::store::{NewUser, Store};
+    let db = TestDatabase::create().await;
+    let store = Store::connect(&db.url, 4).await.expect("connect");
+    let owner = store
+        .create_user(&NewUser {
+            email: "owner@ended.test",
+            username: "owner",
+            password_hash: None,
+        })
+        .await
+        .expect("a user")
+        .id;
+    store
+        .create_project(owner, "before", "")
+        .await
+        .expect("a first write");
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("admin");
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate the pool's connections");
+    assert!(ended > 0, "the pool held connections to end");
+    for i in 0..3 {
+        store
+            .create_project(owner, &format!("after {i}"), "")
+            .await
+            .unwrap_or_else(|e| panic!("write {i} after the connections ended: {e}"));
+    }
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_fails_comments_honestly_and_recovers() {
     let db = std::sync::Arc::new(TestDatabase::create().await);

@@ -92,7 +92,7 @@ impl Store {
     ) -> Result<Project, StoreError> {
         let now = now_ms();
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let project = sqlx::query_as::<_, Project>(concat!("INSERT INTO projects (name, description, owner_id, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $4) RETURNING ", project_columns!()))
             .bind(name)
@@ -214,7 +214,7 @@ impl Store {
     ) -> Result<(Feedback, EventMeta), StoreError> {
         let now = now_ms();
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let row: FeedbackRow = sqlx::query_as(concat!("INSERT INTO feedback (project_id, title, priority, video_timestamp, video_url, created_by, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ", feedback_columns!()))
             .bind(new.project_id)

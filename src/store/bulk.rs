@@ -50,7 +50,7 @@ impl Store {
             .collect();
         let mut owners = Vec::with_capacity(projects.len());
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
 
             let mut user_ids: HashMap<String, UserId> = HashMap::with_capacity(emails.len());
             for chunk in emails.chunks(ROWS_PER_STATEMENT) {

@@ -129,7 +129,7 @@ impl Store {
         let now = now_ms();
         let key = req.key.as_ref().map(IdempotencyKey::as_str);
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let locked = sqlx::query("UPDATE projects SET last_seq = last_seq WHERE id = $1")
                 .bind(req.project)
                 .execute(&mut *tx)

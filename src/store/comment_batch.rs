@@ -65,10 +65,17 @@ pub(crate) trait InsertNewComments {
 /// projects committed before has a smaller id and is visible to this
 /// statement, so a project's newest id here is the first new comment's
 /// predecessor, and the rest chain in id order. A request whose key another
-/// node stored after this statement's snapshot is skipped by `ON CONFLICT`
-/// after its id was drawn; `planned` tells the caller, which then re-reads
-/// the links (see [`relink`]). The counts, the `last_seq` bumps and the
-/// events are driven by the rows actually inserted.
+/// transaction stored after this statement's snapshot is skipped by
+/// `ON CONFLICT` after its id was drawn; `planned` tells the caller, which then re-reads
+/// the links (see [`relink`]); only a key reused in another project, or a
+/// writer that takes no lock, can get there. The counts, the `last_seq`
+/// bumps and the events are driven by the rows actually inserted. The
+/// `replies` CTE, which nothing reads, is run by PostgreSQL after the main
+/// query, so a flush locks a project's row before a thread root's, as a
+/// comment change does. PostgreSQL does not promise that order; were it
+/// ever reversed, a deadlock it detects fails one transaction, whose
+/// clients are told to retry. The explicit `nextval` needs `USAGE` on the
+/// sequence (see README).
 const PG_INSERT_NEW: &str = concat!(
     "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], \
      $6::text[], $7::text[], $8::float8[], $9::text[], $10::bigint[], $11::float8[]) WITH ORDINALITY \

@@ -71,7 +71,7 @@ impl Store {
         projects.sort_unstable();
         projects.dedup();
         let (inserted, existing) = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             // Within a project the next ids are only handed out once the
             // previous holder committed (see above).
             tx.lock_projects(&projects).await?;

@@ -78,7 +78,7 @@ impl Store {
     ) -> Result<Option<(Feedback, EventMeta)>, StoreError> {
         let now = now_ms();
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let row: Option<FeedbackRow> = sqlx::query_as(concat!(
                 "UPDATE feedback SET status = COALESCE($2, status), priority = COALESCE($3, priority), \
                  updated_at = $4 WHERE id = $1 RETURNING ", feedback_columns!()

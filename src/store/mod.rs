@@ -30,7 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection as _, Database};
+use sqlx::{Connection as _, Database, Pool, Transaction};
 
 pub use accounts::{NewFeedback, NewUser, Project, User};
 pub use batched::BatchedReads;
@@ -61,6 +61,45 @@ pub const MAX_BATCHED_KEYS: usize = 200;
 /// database restart, a proxy's idle timeout), so only connections that sat
 /// unused for a while are tested.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Begins a transaction on a connection that answers.
+///
+/// A connection used within the last [`PING_IF_IDLE_FOR`] is handed out
+/// untested, so one whose database side went away meanwhile (a terminated
+/// backend, a restarted proxy) fails the first thing sent on it: BEGIN.
+/// Nothing was written then, so the transaction is begun again on the next
+/// connection (the pool closes the failed one: its release test fails), up
+/// to the pool's size. Every write transaction starts here, so a cut
+/// connection never fails a persister flush (a batch of comments) or any
+/// other write. An unreachable database fails the acquire itself, which is
+/// not retried here.
+pub(crate) async fn begin<DB: Database>(
+    pool: &Pool<DB>,
+) -> Result<Transaction<'static, DB>, sqlx::Error> {
+    let mut attempts = pool.options().get_max_connections();
+    loop {
+        match pool.begin().await {
+            Err(e) if attempts > 0 && lost_connection(&e) => {
+                tracing::info!(error = %e, "a pooled connection was lost; beginning on another");
+                attempts -= 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `e` says the connection is gone, not that the statement failed:
+/// an IO or protocol error, or PostgreSQL's connection-exception (08) and
+/// operator-intervention (57P01–57P03: terminated, shutting down) codes.
+fn lost_connection(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
+}
 
 /// `options` with the acquire-time ping of [`PING_IF_IDLE_FOR`].
 fn ping_when_idle<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {

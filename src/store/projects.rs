@@ -180,7 +180,7 @@ impl Store {
         max: i64,
     ) -> Result<AddMember, StoreError> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let count: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM project_members WHERE project_id = $1",
             )
