@@ -22,7 +22,7 @@ use sqlx::{PgConnection, QueryBuilder, SqliteConnection};
 use vridge_protocol::{CommentId, ProjectId, UserId};
 
 use super::StoreError;
-use super::engine::{BatchStatements as _, sqlite_add_counts};
+use super::engine::{BatchStatements as _, push_union_all, sqlite_add_counts};
 use super::events::{EventKind, NewEvent};
 use super::rows::{CommentRow, comment_columns};
 use crate::domain::{IdempotencyKey, ValidComment};
@@ -124,36 +124,25 @@ impl InsertNewComments for PgConnection {
         requests: &[CommentRequest],
         now: i64,
     ) -> Result<Vec<NewCommentRow>, StoreError> {
-        let fields = |f: fn(&CommentRequest) -> Option<&str>| -> Vec<Option<&str>> {
-            requests.iter().map(f).collect()
-        };
+        // One array per column, in request order.
+        fn column<'a, T>(
+            requests: &'a [CommentRequest],
+            field: impl Fn(&'a CommentRequest) -> T,
+        ) -> Vec<T> {
+            requests.iter().map(field).collect()
+        }
         let rows: Vec<PlannedRow> = sqlx::query_as(PG_INSERT_NEW)
-            .bind(requests.iter().map(|r| r.project_id).collect::<Vec<_>>())
-            .bind(
-                requests
-                    .iter()
-                    .map(|r| r.comment.inner().feedback_id)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(requests.iter().map(|r| r.user_id).collect::<Vec<_>>())
-            .bind(fields(|r| Some(r.comment.inner().text.as_str())))
-            .bind(fields(|r| r.comment.inner().title.as_deref()))
-            .bind(fields(|r| r.comment.inner().section.as_deref()))
-            .bind(fields(|r| r.comment.inner().security.as_deref()))
-            .bind(
-                requests
-                    .iter()
-                    .map(|r| r.comment.inner().timestamp)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(fields(|r| Some(r.key.as_str())))
-            .bind(requests.iter().map(|r| r.parent).collect::<Vec<_>>())
-            .bind(
-                requests
-                    .iter()
-                    .map(|r| r.comment.inner().timestamp_end)
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(requests, |r| r.project_id))
+            .bind(column(requests, |r| r.comment.inner().feedback_id))
+            .bind(column(requests, |r| r.user_id))
+            .bind(column(requests, |r| r.comment.inner().text.as_str()))
+            .bind(column(requests, |r| r.comment.inner().title.as_deref()))
+            .bind(column(requests, |r| r.comment.inner().section.as_deref()))
+            .bind(column(requests, |r| r.comment.inner().security.as_deref()))
+            .bind(column(requests, |r| r.comment.inner().timestamp))
+            .bind(column(requests, |r| r.key.as_str()))
+            .bind(column(requests, |r| r.parent))
+            .bind(column(requests, |r| r.comment.inner().timestamp_end))
             .bind(now)
             .bind(EventKind::CommentAdded.as_str())
             .fetch_all(&mut *self)
@@ -291,18 +280,15 @@ async fn sqlite_newest_before(
     firsts: &[(ProjectId, CommentId)],
 ) -> Result<HashMap<ProjectId, Option<CommentId>>, sqlx::Error> {
     let mut query = QueryBuilder::new("");
-    for (i, (project, first)) in firsts.iter().enumerate() {
-        if i > 0 {
-            query.push(" UNION ALL ");
-        }
-        query.push("SELECT ");
-        query.push_bind(*project);
-        query.push(" AS pid, (SELECT MAX(id) FROM comments WHERE project_id = ");
-        query.push_bind(*project);
-        query.push(" AND id < ");
-        query.push_bind(*first);
-        query.push(") AS newest");
-    }
+    push_union_all(&mut query, firsts, |arm, (project, first)| {
+        arm.push("SELECT ")
+            .push_bind(*project)
+            .push(" AS pid, (SELECT MAX(id) FROM comments WHERE project_id = ")
+            .push_bind(*project)
+            .push(" AND id < ")
+            .push_bind(*first)
+            .push(") AS newest");
+    });
     let rows: Vec<(i64, Option<i64>)> = query.build_query_as().fetch_all(conn).await?;
     Ok(rows.into_iter().collect())
 }

@@ -69,22 +69,23 @@ impl NewestRead for SqliteConnection {
         limit: u32,
     ) -> Result<Vec<SeqCommentRow>, sqlx::Error> {
         let mut query = QueryBuilder::new("");
-        for (i, project) in projects.iter().enumerate() {
-            if i > 0 {
-                query.push(" UNION ALL ");
-            }
-            query.push(concat!(
+        push_union_all(
+            &mut query,
+            projects.iter().enumerate(),
+            |arm, (i, project)| {
+                arm.push(concat!(
                 "SELECT * FROM (SELECT ",
                 comment_columns!(),
                 " FROM comments WHERE project_id = "
-            ));
-            query.push_bind(*project);
-            query.push(" ORDER BY id DESC LIMIT ");
-            query.push_bind(i64::from(limit));
-            query.push(format_args!(") AS newest_{i} CROSS JOIN (SELECT last_seq AS project_seq FROM projects WHERE id = "));
-            query.push_bind(*project);
-            query.push(format_args!(") AS seq_{i}"));
-        }
+            ))
+            .push_bind(*project)
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit))
+            .push(format_args!(") AS newest_{i} CROSS JOIN (SELECT last_seq AS project_seq FROM projects WHERE id = "))
+            .push_bind(*project)
+            .push(format_args!(") AS seq_{i}"));
+            },
+        );
         query.build_query_as().fetch_all(self).await
     }
 }
@@ -186,6 +187,21 @@ async fn sqlite_bump_seqs(
     Ok(rows.into_iter().collect())
 }
 
+/// Pushes one arm per item, joined by `UNION ALL`: SQLite's form of one
+/// statement over many keys (it has no arrays).
+pub(super) fn push_union_all<T>(
+    query: &mut QueryBuilder<Sqlite>,
+    items: impl IntoIterator<Item = T>,
+    mut arm: impl FnMut(&mut QueryBuilder<Sqlite>, T),
+) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            query.push(" UNION ALL ");
+        }
+        arm(query, item);
+    }
+}
+
 /// `UPDATE table SET column = column + n` for each `(id, n)` of `counts`
 /// (not empty), in one statement: SQLite has no arrays, so the pairs are
 /// one `UNION ALL` arm each. `table` and `column` are the caller's
@@ -198,16 +214,13 @@ pub(super) fn sqlite_add_counts(
     let mut update = QueryBuilder::new(format!(
         "UPDATE {table} SET {column} = {column} + bumps.n FROM ("
     ));
-    for (i, (id, n)) in counts.iter().enumerate() {
-        if i > 0 {
-            update.push(" UNION ALL ");
-        }
-        update.push("SELECT ");
-        update.push_bind(*id);
-        update.push(" AS id, ");
-        update.push_bind(*n);
-        update.push(" AS n");
-    }
+    push_union_all(&mut update, counts, |arm, (id, n)| {
+        arm.push("SELECT ")
+            .push_bind(*id)
+            .push(" AS id, ")
+            .push_bind(*n)
+            .push(" AS n");
+    });
     update.push(format!(") AS bumps WHERE {table}.id = bumps.id"));
     update
 }
