@@ -1,10 +1,11 @@
 //! The reads every connecting socket makes — is this user a member, and the
 //! project's newest comments — batched across concurrent connects (see
 //! [`coalesce`](super::coalesce)), and those every REST page makes (the
-//! membership again, and the project's newest event for its tag). A reconnect storm of 20,000 sockets asks
-//! these 40,000 times within a few seconds; one query each kept the pool
-//! queueing for tens of seconds (and, on SQLite, every query is a hand-off
-//! to a worker thread and back). Batched, it is a few hundred queries.
+//! membership again, and the project's newest event for its tag). A
+//! reconnect storm of 20,000 sockets asks these 40,000 times within a few
+//! seconds; one query each kept the pool queueing for tens of seconds (and,
+//! on SQLite, every query is a hand-off to a worker thread and back).
+//! Batched, it is a few hundred queries.
 
 use vridge_protocol::{ProjectId, Seq, UserId};
 

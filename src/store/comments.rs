@@ -11,6 +11,7 @@ use vridge_protocol::{Comment, CommentId, EventMeta, ProjectId, Seq, UserId};
 
 use super::comment_batch::{CommentRequest, InsertNewComments as _};
 use super::engine::{BatchStatements as _, NewestRead as _, SeqCommentRow};
+use super::events::meta;
 use super::rows::{CommentRow, comment_columns};
 use super::{MAX_BATCHED_KEYS, Store, StoreError, on_pool};
 use crate::time::{now_ms, rfc3339};
@@ -33,10 +34,11 @@ pub struct StoredComment {
 }
 
 impl Store {
-    /// Stores a batch of comments in one transaction, and returns one outcome per request, in request order. A
-    /// request whose (user, idempotency key) is already stored — earlier, or
-    /// earlier in the same batch — gets the original comment back, marked
-    /// duplicate, and nothing new is written for it.
+    /// Stores a batch of comments in one transaction, and returns one
+    /// outcome per request, in request order. A request whose (user,
+    /// idempotency key) is already stored — earlier, or earlier in the same
+    /// batch — gets the original comment back, marked duplicate, and nothing
+    /// new is written for it.
     ///
     /// Each new comment's `prev_id` is the project's comment before it
     /// (`None` for the first), its reply counts on its thread's root, and it
@@ -92,19 +94,13 @@ impl Store {
             tx.commit().await?;
             (inserted, existing)
         });
+        let at = rfc3339(now);
         let mut metas_of: HashMap<CommentId, EventMeta> = HashMap::with_capacity(inserted.len());
         let inserted: Vec<CommentRow> = inserted
             .into_iter()
             .map(|row| {
-                metas_of.insert(
-                    row.comment.id,
-                    EventMeta {
-                        seq: row.seq,
-                        prev_seq: row.seq - 1,
-                        actor_id: row.comment.user_id,
-                        at: rfc3339(now),
-                    },
-                );
+                let event = meta(row.seq, row.comment.user_id, at.clone());
+                metas_of.insert(row.comment.id, event);
                 row.comment
             })
             .collect();

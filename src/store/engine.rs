@@ -275,12 +275,7 @@ macro_rules! append_events {
         events
             .iter()
             .zip(seqs)
-            .map(|(e, seq)| vridge_protocol::EventMeta {
-                seq,
-                prev_seq: seq - 1,
-                actor_id: e.actor,
-                at: $crate::time::rfc3339($now),
-            })
+            .map(|(e, seq)| $crate::store::events::meta(seq, e.actor, $crate::time::rfc3339($now)))
             .collect::<Vec<_>>()
     }};
 }

@@ -251,6 +251,18 @@ impl Store {
     }
 }
 
+/// What a live or replayed event carries of its place in the log: its
+/// number, and its predecessor's, which is the number before it (the log
+/// has no holes); `at` is its time as the wire writes it.
+pub(super) fn meta(seq: Seq, actor: UserId, at: String) -> EventMeta {
+    EventMeta {
+        seq,
+        prev_seq: seq - 1,
+        actor_id: actor,
+        at,
+    }
+}
+
 /// The live message of one stored event, or `None` when what it names is
 /// gone (its project's rows are deleted together, so only a corrupt store
 /// gets here) or its kind is unknown to this version.
@@ -261,12 +273,7 @@ fn materialize(
 ) -> Option<ServerMessage> {
     let kind = EventKind::parse(&row.kind)?;
     let at = rfc3339(row.created_at);
-    let event = Some(EventMeta {
-        seq: row.seq,
-        prev_seq: row.seq - 1,
-        actor_id: row.actor_id,
-        at: at.clone(),
-    });
+    let event = Some(meta(row.seq, row.actor_id, at.clone()));
     let user_id = row.actor_id;
     let comment = || row.comment_id.and_then(|id| comments.get(&id)).cloned();
     let reaction = || {
