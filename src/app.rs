@@ -18,7 +18,7 @@ use crate::auth::hash_pool::HashPool;
 use crate::auth::keys::{self, KeyError};
 use crate::broker::{Broker, BrokerError, MemoryBroker, RedisBroker, RedisSettings};
 use crate::config::Config;
-use crate::http::{ApiContext, ApiState};
+use crate::http::{ApiContext, ApiState, PageCache};
 use crate::hub::persister::Persister;
 use crate::hub::{Hub, HubParts, INITIAL_COMMENTS, ResumeLimits};
 use crate::limits::RateLimits;
@@ -140,6 +140,7 @@ impl Application {
             config: config.clone(),
             store: store.clone(),
             reads,
+            pages: PageCache::new(config.http.history_cache_bytes),
             hub: hub.clone(),
             jwt: jwt.clone(),
             hashes: hashes.clone(),

@@ -318,6 +318,11 @@ pub struct HttpConfig {
     #[arg(long, env = "VRIDGE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
 
+    /// Memory for comment history pages served again while their project
+    /// has not changed, in bytes; 0 keeps none.
+    #[arg(long, env = "VRIDGE_HISTORY_CACHE_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub history_cache_bytes: usize,
+
     /// Open connections (HTTP and sockets) per client address; the next one
     /// is closed at once. 0: no cap (loopback load tests).
     #[arg(long, env = "VRIDGE_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]

@@ -279,6 +279,9 @@ pub struct HttpMetrics {
     pub rate_limited: AtomicU64,
     /// Sign-ups and sign-ins answered 503: every hashing slot stayed busy.
     pub hash_busy: AtomicU64,
+    /// Comment history pages served from memory, and read from the store.
+    pub history_pages_kept: AtomicU64,
+    pub history_pages_read: AtomicU64,
 }
 
 impl HttpMetrics {
@@ -313,6 +316,16 @@ impl HttpMetrics {
                 "vridge_password_hash_busy_total",
                 "Sign-ups and sign-ins answered 503 (hashing saturated).",
                 &self.hash_busy,
+            ),
+            (
+                "vridge_history_pages_kept_total",
+                "Comment history pages served from memory (their project unchanged).",
+                &self.history_pages_kept,
+            ),
+            (
+                "vridge_history_pages_read_total",
+                "Comment history pages read from the store.",
+                &self.history_pages_read,
             ),
         ] {
             let _ = writeln!(

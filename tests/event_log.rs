@@ -573,3 +573,113 @@ async fn comment_changes_have_their_own_quota_and_refusals_name_the_command() {
     a.send(&reaction(id, true, "x")).await;
     expect_ack(&mut a, "reaction_add", Some("x")).await;
 }
+
+/// The number a `/metrics` counter shows.
+async fn counter(server: &TestServer, name: &str) -> u64 {
+    let text = reqwest::get(server.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Whether a comment's view shows the change made to it.
+type Shows = fn(&serde_json::Value) -> bool;
+
+/// History pages are kept in memory while their project has no new event:
+/// the same page asked again is served from memory, and after each kind of
+/// change the next read shows the change, never the kept page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_history_page_is_reused_until_any_change_and_never_served_stale() {
+    let server = TestServer::spawn_with(NO_LIMITS).await;
+    let f = server.fixture().await;
+    let (mut a, _) = server.join(f.project.id, f.editor.id).await;
+    let root = add_comment(&mut a, f.feedback[0], "root", "c1").await;
+    let editor = Api::new(&server).as_token(&server.token(f.editor.id));
+    let item = format!("/feedback/item/{}/comments", f.feedback[0]);
+    let feed = format!("/projects/{}/comments?since=0", f.project.id);
+    // Both pages, as the server sends them now: the root comment's view.
+    let read = |path: String| {
+        let editor = &editor;
+        async move {
+            let page = editor.get(&path).await;
+            assert_eq!(page.status, 200, "{path}: {:?}", page.body);
+            page.body["results"][0].clone()
+        }
+    };
+
+    read(item.clone()).await;
+    read(feed.clone()).await;
+    let kept = counter(&server, "vridge_history_pages_kept_total").await;
+    let first = read(item.clone()).await;
+    read(feed.clone()).await;
+    assert_eq!(
+        counter(&server, "vridge_history_pages_kept_total").await,
+        kept + 2,
+        "an unchanged page is served from memory"
+    );
+    assert_eq!(first["text"], "root");
+
+    let changes: [(ClientMessage, &str, Shows); 6] = [
+        (edit(root, "root, edited", "e"), "comment_edit", |c| {
+            c["text"] == "root, edited"
+        }),
+        (reaction(root, true, "r+"), "reaction_add", |c| {
+            c["reactions"] == json!([{"emoji": "👍", "count": 1}])
+        }),
+        (reaction(root, false, "r-"), "reaction_remove", |c| {
+            c["reactions"] == json!([])
+        }),
+        (
+            ClientMessage::CommentResolve {
+                comment_id: root,
+                client_msg_id: Some("res".into()),
+            },
+            "comment_resolve",
+            |c| c["resolved_at"].is_string(),
+        ),
+        (
+            ClientMessage::CommentReopen {
+                comment_id: root,
+                client_msg_id: Some("reo".into()),
+            },
+            "comment_reopen",
+            |c| c["resolved_at"].is_null(),
+        ),
+        (
+            ClientMessage::CommentDelete {
+                comment_id: root,
+                client_msg_id: Some("del".into()),
+            },
+            "comment_delete",
+            |c| c["deleted_at"].is_string() && c["text"] == "",
+        ),
+    ];
+    for (change, command, shows) in changes {
+        let id = change.client_msg_id().map(str::to_owned);
+        a.send(&change).await;
+        expect_ack(&mut a, command, id.as_deref()).await;
+        for path in [&item, &feed] {
+            let root_now = read(path.clone()).await;
+            assert!(shows(&root_now), "{path} after {command}: {root_now}");
+            // Asked again with nothing changed: the same page, from memory.
+            let kept = counter(&server, "vridge_history_pages_kept_total").await;
+            assert_eq!(read(path.clone()).await, root_now);
+            assert_eq!(
+                counter(&server, "vridge_history_pages_kept_total").await,
+                kept + 1
+            );
+        }
+    }
+
+    // A reply moves the root's count on the item page.
+    let reply = editor
+        .post(&item, json!({"text": "a reply", "parent_id": root}))
+        .await;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    assert_eq!(read(item.clone()).await["reply_count"], 1);
+}

@@ -393,6 +393,65 @@ async fn rest_writes_on_one_node_reach_sockets_on_the_other() {
     );
 }
 
+/// A node keeps the history pages it served; a comment added or edited
+/// through the other node is in the next page it serves, because a page is
+/// kept only as of the project's newest event, read from the shared store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_page_kept_on_one_node_shows_a_change_made_on_the_other() {
+    let cluster = Cluster::start(2, NO_LIMITS).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let f = n0.fixture().await;
+    let reader = common::rest::Api::new(n0).as_token(&n0.token(f.editor.id));
+    let writer = common::rest::Api::new(n1).as_token(&n1.token(f.editor.id));
+    let item = format!("/feedback/item/{}/comments", f.feedback[0]);
+    let feed = format!("/projects/{}/comments?since=0", f.project.id);
+    let texts = |page: &serde_json::Value| -> Vec<String> {
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = writer
+        .post(&item, serde_json::json!({"text": "first"}))
+        .await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    // Read twice on node 0: the second is the kept page.
+    for _ in 0..2 {
+        assert_eq!(texts(&reader.get(&item).await.body), ["first"]);
+        assert_eq!(texts(&reader.get(&feed).await.body), ["first"]);
+    }
+    let second = writer
+        .post(&item, serde_json::json!({"text": "second"}))
+        .await;
+    assert_eq!(second.status, 201, "{:?}", second.body);
+    assert_eq!(texts(&reader.get(&item).await.body), ["second", "first"]);
+    assert_eq!(texts(&reader.get(&feed).await.body), ["first", "second"]);
+
+    // An edit on node 1 (over its socket) is an event too.
+    let (mut socket, _) = n1.join(f.project.id, f.editor.id).await;
+    let id = first.body["id"].as_i64().unwrap();
+    socket
+        .send(&ClientMessage::CommentEdit {
+            edit: vridge_protocol::CommentEdit {
+                comment_id: id,
+                text: "first, edited".into(),
+                title: None,
+                section: None,
+            },
+            client_msg_id: Some("e".into()),
+        })
+        .await;
+    socket
+        .expect(|m| matches!(m, ServerMessage::Ack(a) if a.client_msg_id.as_deref() == Some("e")))
+        .await;
+    assert_eq!(
+        texts(&reader.get(&feed).await.body),
+        ["first, edited", "second"]
+    );
+}
+
 /// Writers on both nodes interleave; every member on either node receives
 /// each comment exactly once, in id order, each chaining to the one before
 /// (`prev_id`) — so the newest id any member holds at any moment is a safe

@@ -12,6 +12,9 @@
 //!   whole thread, and the earlier versions of an edited comment.
 
 use axum::Router;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,13 +23,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-use vridge_protocol::{CommentId, FeedbackId, NewComment, ProjectId};
+use vridge_protocol::{CommentId, FeedbackId, NewComment, ProjectId, Seq};
 
 use super::ApiState;
 use super::access::{self, Need};
 use super::error::{ApiError, ErrorBody};
-use super::etag::{PageTag, json_tagged};
+use super::etag::{PageTag, tagged_body, to_json};
 use super::extract::{AuthUser, Commenter, Json, Path, Query};
+use super::page_cache::{CachedPage, PageKey};
 use super::views::{CommentFeed, CommentPage, CommentView, ThreadView, VersionList, VersionView};
 use crate::domain::{IdempotencyKey, ValidComment};
 use crate::hub::CommandError;
@@ -146,6 +150,15 @@ pub async fn feedback_comments(
     // tag names the project's newest event, read before the page so that
     // it never claims a state newer than the page shows.
     let newest = app.reads.last_seq(project).await?.unwrap_or(0);
+    let key = PageKey::Item {
+        feedback,
+        before,
+        limit,
+        open_only,
+    };
+    if let Some(page) = kept_page(&app, &key, newest) {
+        return tagged_body(&headers, &page.tag, page.body);
+    }
     // One extra row tells whether another page follows.
     let mut rows = app
         .store
@@ -172,10 +185,11 @@ pub async fn feedback_comments(
             i64::from(more),
         ],
     );
-    json_tagged(&headers, &tag, || CommentPage {
+    let body = to_json(&CommentPage {
         results: rows.into_iter().map(CommentView::from).collect(),
         next_cursor,
-    })
+    })?;
+    respond_and_keep(&app, &headers, key, newest, tag, body)
 }
 
 /// A project's comments after `since`, oldest first (the reconnect gap feed).
@@ -204,6 +218,14 @@ pub async fn project_feed(
     // As for history pages: edits and deletions move the newest event,
     // read before the page.
     let newest = app.reads.last_seq(project).await?.unwrap_or(0);
+    let key = PageKey::Feed {
+        project,
+        since,
+        limit,
+    };
+    if let Some(page) = kept_page(&app, &key, newest) {
+        return tagged_body(&headers, &page.tag, page.body);
+    }
     let mut rows = app.store.comments_since(project, since, limit + 1).await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -221,11 +243,46 @@ pub async fn project_feed(
             i64::from(has_more),
         ],
     );
-    json_tagged(&headers, &tag, || CommentFeed {
+    let body = to_json(&CommentFeed {
         results: rows.into_iter().map(CommentView::from).collect(),
         last_comment_id,
         has_more,
-    })
+    })?;
+    respond_and_keep(&app, &headers, key, newest, tag, body)
+}
+
+/// The page kept for `key` if its project is still at the event `newest`
+/// (read before asking), counted either way.
+fn kept_page(app: &ApiState, key: &PageKey, newest: Seq) -> Option<CachedPage> {
+    let page = app.pages.get(key, newest);
+    let counter = match page {
+        Some(_) => &app.metrics.http.history_pages_kept,
+        None => &app.metrics.http.history_pages_read,
+    };
+    counter.fetch_add(1, Relaxed);
+    page
+}
+
+/// Sends a page just read (or 304) and keeps it for the next request that
+/// finds its project at the same event `newest`.
+fn respond_and_keep(
+    app: &ApiState,
+    headers: &HeaderMap,
+    key: PageKey,
+    newest: Seq,
+    tag: PageTag,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let response = tagged_body(headers, &tag, body.clone());
+    app.pages.insert(
+        key,
+        CachedPage {
+            seq: newest,
+            tag,
+            body,
+        },
+    );
+    response
 }
 
 /// Adds a comment (editors and up). Sockets of the project receive it as a

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::page_cache::PageCache;
 use crate::auth::JwtKeys;
 use crate::auth::hash_pool::HashPool;
 use crate::config::Config;
@@ -25,6 +26,8 @@ pub struct ApiContext {
     pub store: Store,
     /// Access checks, batched across concurrent requests.
     pub reads: BatchedReads,
+    /// History pages, served again while their project has not changed.
+    pub pages: PageCache,
     /// Writes that members must hear of (comments, feedback, evictions).
     pub hub: Hub,
     pub jwt: Arc<JwtKeys>,

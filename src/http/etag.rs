@@ -2,17 +2,17 @@
 //! whose `If-None-Match` names it is answered 304 with no body.
 //!
 //! Two kinds of tag. Comment pages are tagged from their bounds
-//! ([`PageTag`]), with no look at the body: a comment never changes once
-//! committed and a project's comment ids commit in id order, so the same
-//! query with the same first id, last id and count always holds the same
-//! rows (a removal changes the count; nothing can appear inside the range
-//! later). A revalidation that still matches is answered before anything
-//! is serialized, and a fresh page costs no hash of its body. (Should a
-//! comment ever become editable, the tag must also carry what orders the
-//! edits.) Everything
-//! else (feedback lists, whose items change) is tagged with a hash of its
-//! body ([`json_with_etag`]).
+//! ([`PageTag`]), with no look at the body: a project's comment ids commit
+//! in id order, so the same query with the same first id, last id and count
+//! holds the same comments (nothing can appear inside the range later), and
+//! every change to a comment after it was posted is an event of its
+//! project, so the tag also carries the project's newest event number. A
+//! revalidation that still matches is answered before anything is
+//! serialized, and a fresh page costs no hash of its body. Everything else
+//! (feedback lists, whose items change without an event) is tagged with a
+//! hash of its body ([`json_with_etag`]).
 
+use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -23,7 +23,7 @@ use super::error::ApiError;
 /// `value` as JSON with an ETag hashed from the body, or 304 when the
 /// client has it already.
 pub fn json_with_etag<T: Serialize>(request: &HeaderMap, value: &T) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = to_json(value)?;
     let digest = Sha256::digest(&body);
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     respond(request, &hex, || Ok(body))
@@ -46,6 +46,10 @@ impl PageTag {
         }
         Self(tag)
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// `value()` as JSON under `tag`, or 304 (without calling `value`) when the
@@ -55,9 +59,20 @@ pub fn json_tagged<T: Serialize>(
     tag: &PageTag,
     value: impl FnOnce() -> T,
 ) -> Result<Response, ApiError> {
-    respond(request, &tag.0, || {
-        serde_json::to_vec(&value()).map_err(|e| ApiError::Internal(e.to_string()))
-    })
+    respond(request, &tag.0, || to_json(&value()))
+}
+
+/// `body` (JSON made earlier, e.g. by [`to_json`]) under `tag`, or 304 when
+/// the client holds that page already.
+pub fn tagged_body(request: &HeaderMap, tag: &PageTag, body: Bytes) -> Result<Response, ApiError> {
+    respond(request, &tag.0, || Ok(body))
+}
+
+/// `value` as a JSON body.
+pub fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The response under the opaque tag `opaque`: 304 when `If-None-Match`
@@ -65,7 +80,7 @@ pub fn json_tagged<T: Serialize>(
 fn respond(
     request: &HeaderMap,
     opaque: &str,
-    body: impl FnOnce() -> Result<Vec<u8>, ApiError>,
+    body: impl FnOnce() -> Result<Bytes, ApiError>,
 ) -> Result<Response, ApiError> {
     // Weak: the same JSON may be sent gzip-compressed or not.
     let etag = format!("W/\"{opaque}\"");

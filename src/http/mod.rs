@@ -23,12 +23,14 @@ mod me;
 mod members;
 pub mod openapi;
 mod page;
+mod page_cache;
 mod per_ip;
 mod projects;
 pub mod serve;
 mod views;
 
 pub use context::{ApiContext, ApiState};
+pub use page_cache::PageCache;
 
 use std::sync::Arc;
 use std::time::Duration;
