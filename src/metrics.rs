@@ -280,7 +280,7 @@ pub struct HttpMetrics {
     /// Sign-ups and sign-ins answered 503: every hashing slot stayed busy.
     pub hash_busy: AtomicU64,
     /// Comment history pages served from memory, and read from the store.
-    pub history_pages_kept: AtomicU64,
+    pub history_pages_from_memory: AtomicU64,
     pub history_pages_read: AtomicU64,
 }
 
@@ -318,9 +318,9 @@ impl HttpMetrics {
                 &self.hash_busy,
             ),
             (
-                "vridge_history_pages_kept_total",
+                "vridge_history_pages_from_memory_total",
                 "Comment history pages served from memory (their project unchanged).",
-                &self.history_pages_kept,
+                &self.history_pages_from_memory,
             ),
             (
                 "vridge_history_pages_read_total",

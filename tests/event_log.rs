@@ -574,18 +574,7 @@ async fn comment_changes_have_their_own_quota_and_refusals_name_the_command() {
     expect_ack(&mut a, "reaction_add", Some("x")).await;
 }
 
-/// The number a `/metrics` counter shows.
-async fn counter(server: &TestServer, name: &str) -> u64 {
-    let text = reqwest::get(server.http("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
+const FROM_MEMORY: &str = "vridge_history_pages_from_memory_total";
 
 /// Whether a comment's view shows the change made to it.
 type Shows = fn(&serde_json::Value) -> bool;
@@ -614,11 +603,11 @@ async fn a_kept_history_page_is_reused_until_any_change_and_never_served_stale()
 
     read(item.clone()).await;
     read(feed.clone()).await;
-    let kept = counter(&server, "vridge_history_pages_kept_total").await;
+    let kept = server.metric(FROM_MEMORY).await;
     let first = read(item.clone()).await;
     read(feed.clone()).await;
     assert_eq!(
-        counter(&server, "vridge_history_pages_kept_total").await,
+        server.metric(FROM_MEMORY).await,
         kept + 2,
         "an unchanged page is served from memory"
     );
@@ -667,12 +656,9 @@ async fn a_kept_history_page_is_reused_until_any_change_and_never_served_stale()
             let root_now = read(path.clone()).await;
             assert!(shows(&root_now), "{path} after {command}: {root_now}");
             // Asked again with nothing changed: the same page, from memory.
-            let kept = counter(&server, "vridge_history_pages_kept_total").await;
+            let kept = server.metric(FROM_MEMORY).await;
             assert_eq!(read(path.clone()).await, root_now);
-            assert_eq!(
-                counter(&server, "vridge_history_pages_kept_total").await,
-                kept + 1
-            );
+            assert_eq!(server.metric(FROM_MEMORY).await, kept + 1);
         }
     }
 

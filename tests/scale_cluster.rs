@@ -393,6 +393,8 @@ async fn rest_writes_on_one_node_reach_sockets_on_the_other() {
     );
 }
 
+const FROM_MEMORY: &str = "vridge_history_pages_from_memory_total";
+
 /// A node keeps the history pages it served; a comment added or edited
 /// through the other node is in the next page it serves, because a page is
 /// kept only as of the project's newest event, read from the shared store.
@@ -417,11 +419,12 @@ async fn a_history_page_kept_on_one_node_shows_a_change_made_on_the_other() {
         .post(&item, serde_json::json!({"text": "first"}))
         .await;
     assert_eq!(first.status, 201, "{:?}", first.body);
-    // Read twice on node 0: the second is the kept page.
+    // Read twice on node 0: the second comes from memory.
     for _ in 0..2 {
         assert_eq!(texts(&reader.get(&item).await.body), ["first"]);
         assert_eq!(texts(&reader.get(&feed).await.body), ["first"]);
     }
+    assert_eq!(n0.metric(FROM_MEMORY).await, 2);
     let second = writer
         .post(&item, serde_json::json!({"text": "second"}))
         .await;
@@ -450,6 +453,12 @@ async fn a_history_page_kept_on_one_node_shows_a_change_made_on_the_other() {
         texts(&reader.get(&feed).await.body),
         ["first, edited", "second"]
     );
+    assert_eq!(
+        texts(&reader.get(&item).await.body),
+        ["second", "first, edited"]
+    );
+    // Each read after a change came from the store, not from memory.
+    assert_eq!(n0.metric(FROM_MEMORY).await, 2);
 }
 
 /// Writers on both nodes interleave; every member on either node receives

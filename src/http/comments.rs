@@ -11,16 +11,16 @@
 //! - `GET /comments/{id}/thread`, `GET /comments/{id}/versions`: a comment's
 //!   whole thread, and the earlier versions of an edited comment.
 
-use axum::Router;
 use std::sync::atomic::Ordering::Relaxed;
 
-use axum::body::Bytes;
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use vridge_protocol::{CommentId, FeedbackId, NewComment, ProjectId, Seq};
@@ -256,7 +256,7 @@ pub async fn project_feed(
 fn kept_page(app: &ApiState, key: &PageKey, newest: Seq) -> Option<CachedPage> {
     let page = app.pages.get(key, newest);
     let counter = match page {
-        Some(_) => &app.metrics.http.history_pages_kept,
+        Some(_) => &app.metrics.http.history_pages_from_memory,
         None => &app.metrics.http.history_pages_read,
     };
     counter.fetch_add(1, Relaxed);

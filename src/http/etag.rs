@@ -7,14 +7,14 @@
 //! holds the same comments (nothing can appear inside the range later), and
 //! every change to a comment after it was posted is an event of its
 //! project, so the tag also carries the project's newest event number. A
-//! revalidation that still matches is answered before anything is
-//! serialized, and a fresh page costs no hash of its body. Everything else
-//! (feedback lists, whose items change without an event) is tagged with a
-//! hash of its body ([`json_with_etag`]).
+//! page costs no hash of its body, and a revalidation that matches a page
+//! kept in memory (see `page_cache`) is answered from its tag alone.
+//! Everything else (feedback lists, whose content is not named by bounds)
+//! is tagged with a hash of its body ([`json_with_etag`]).
 
-use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -47,6 +47,7 @@ impl PageTag {
         Self(tag)
     }
 
+    /// The tag's text, as sent between the quotes of `ETag`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -68,11 +69,12 @@ pub fn tagged_body(request: &HeaderMap, tag: &PageTag, body: Bytes) -> Result<Re
     respond(request, &tag.0, || Ok(body))
 }
 
-/// `value` as a JSON body.
+/// `value` as a JSON body, holding no spare capacity (a body may be kept
+/// in memory, weighed by its length).
 pub fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    let mut body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body.shrink_to_fit();
+    Ok(Bytes::from(body))
 }
 
 /// The response under the opaque tag `opaque`: 304 when `If-None-Match`

@@ -23,18 +23,31 @@
 //!
 //! Access is checked per request before the cache is asked; a page holds
 //! nothing specific to its reader.
+//!
+//! The argument holds for changes made through the server. A change made
+//! beside it — SQL run by hand on `comments` or `reactions`, a migration
+//! that rewrites them while nodes run, a restored backup (which can bring a
+//! project back to an event number it had with other content) — is not
+//! seen until the project's next event: restart the nodes after such work,
+//! or run them with `--history-cache-bytes 0` during it.
 
 use std::num::NonZeroUsize;
 
 use bytes::Bytes;
-use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use quick_cache::{OptionsBuilder, Weighter};
 use vridge_protocol::{CommentId, FeedbackId, ProjectId, Seq};
 
 use super::etag::PageTag;
 
-/// Bytes an entry costs besides its body and tag (key, bookkeeping).
-const ENTRY_OVERHEAD: u64 = 96;
+/// Bytes an entry costs besides its body and tag: the key, the tag's and
+/// the body's headers, the cache's slot and its allocator rounding.
+const ENTRY_OVERHEAD: u64 = 256;
+/// The cache's shards, each with its own lock and a slice of the budget.
+/// Fixed rather than derived from the core count (quick_cache's default),
+/// so that the largest page kept — about a quarter of the budget — does not
+/// shrink on a bigger machine.
+const SHARDS: usize = 4;
 /// The size of a typical entry (a page of 20 to 50 comments), to size the
 /// cache's table for the number of entries its budget holds.
 const TYPICAL_ENTRY: usize = 16 * 1024;
@@ -76,7 +89,8 @@ impl Weighter<PageKey, CachedPage> for PageWeight {
 
 /// Pages by query, within a budget of bytes; the least useful go first
 /// (quick_cache's CLOCK-Pro: a page read once does not push out one read
-/// often). Cheap to share: one per server.
+/// often), and a page heavier than a shard's share of the budget is not
+/// kept at all. One per server.
 pub struct PageCache {
     pages: Option<Cache<PageKey, CachedPage, PageWeight>>,
 }
@@ -92,9 +106,24 @@ impl std::fmt::Debug for PageCache {
 impl PageCache {
     /// A cache holding at most `max_bytes` of pages; 0 keeps none.
     pub fn new(max_bytes: usize) -> Self {
-        let pages = NonZeroUsize::new(max_bytes).map(|budget| {
-            let entries = (budget.get() / TYPICAL_ENTRY).max(16);
-            Cache::with_weighter(entries, budget.get() as u64, PageWeight)
+        let pages = NonZeroUsize::new(max_bytes).and_then(|budget| {
+            let options = OptionsBuilder::new()
+                .shards(SHARDS)
+                .estimated_items_capacity((budget.get() / TYPICAL_ENTRY).max(16))
+                .weight_capacity(budget.get() as u64)
+                .build();
+            match options {
+                Ok(options) => Some(Cache::with_options(
+                    options,
+                    PageWeight,
+                    Default::default(),
+                    Default::default(),
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "history pages will not be kept");
+                    None
+                }
+            }
         });
         Self { pages }
     }
@@ -107,11 +136,18 @@ impl PageCache {
     }
 
     /// Keeps `page`, read after its project's newest event was `page.seq`,
-    /// in place of any older page for `key`.
+    /// in place of any older page for `key`. A slow request that read an
+    /// older event does not replace a newer page. (Two requests may still
+    /// race between the look and the insert; the loser costs a hit, never
+    /// a stale answer, since `get` compares the event.)
     pub fn insert(&self, key: PageKey, page: CachedPage) {
-        if let Some(pages) = &self.pages {
-            pages.insert(key, page);
+        let Some(pages) = &self.pages else {
+            return;
+        };
+        if pages.get(&key).is_some_and(|kept| kept.seq > page.seq) {
+            return;
         }
+        pages.insert(key, page);
     }
 }
 
@@ -148,6 +184,9 @@ mod tests {
         cache.insert(KEY, page(8, "[8]"));
         assert_eq!(cache.get(&KEY, 8).map(|p| p.body), Some(Bytes::from("[8]")));
         assert!(cache.get(&KEY, 7).is_none());
+        // A request that read event 7 and finished late keeps the newer page.
+        cache.insert(KEY, page(7, "[7]"));
+        assert_eq!(cache.get(&KEY, 8).map(|p| p.body), Some(Bytes::from("[8]")));
     }
 
     #[test]
@@ -171,5 +210,10 @@ mod tests {
         }
         let pages = cache.pages.as_ref().map_or(0, Cache::len);
         assert!(pages > 0 && pages <= 16, "{pages} pages of 4 KB in 64 KiB");
+        // A page above its shard's share of the budget (here all of it: a
+        // cache this small has one shard) is not kept.
+        let huge: &'static str = Box::leak("x".repeat(80 * 1024).into_boxed_str());
+        cache.insert(KEY, page(1, huge));
+        assert!(cache.get(&KEY, 1).is_none());
     }
 }

@@ -142,6 +142,19 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The value `/metrics` shows for the unlabelled metric `name`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(self.http("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
     pub fn ws_url(&self, project: i64, token: &str) -> String {
         format!("ws://{}/ws/feedback/{}?token={}", self.addr, project, token)
     }
