@@ -1,7 +1,9 @@
 //! `storm`: N sockets open, then all of them reconnect at once, as after a
 //! deploy. Reports how long until every socket was back (its
 //! `initial_state` received), the reconnect time of each, errors by cause,
-//! and the server's CPU during the storm.
+//! the server's CPU during the storm, and its memory per socket once the
+//! storm has settled (what a storm leaves behind, against the memory of a
+//! socket opened at a calm rate).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -16,6 +18,9 @@ use crate::provisioning::Member;
 use crate::report::Report;
 use crate::run::{Pacer, Run, Signal, round1};
 use crate::stats::Percentiles;
+
+/// How long after the storm the servers' memory is read.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// What `storm` does.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +39,7 @@ pub async fn run(run: &Run, members: Vec<Member>, spec: StormSpec) -> Report {
     let total = members.len();
     let _live = run.live(format!("storm {total} sockets"));
     let client_start = Process(None).sample();
+    let server_start = run.server_sample();
     let storm = Signal::default();
     let stop = Signal::default();
     let reconnect_latency = Arc::new(crate::stats::Latency::default());
@@ -116,6 +122,10 @@ pub async fn run(run: &Run, members: Vec<Member>, spec: StormSpec) -> Report {
     }
     let server_to = run.server_sample();
     let client_to = Process(None).sample();
+    // Let the servers settle (every shard's storm, the last presence
+    // events, allocations given back) before measuring what is left.
+    tokio::time::sleep(SETTLE).await;
+    let server_settled = run.server_sample();
     stop.fire();
     while tasks.join_next().await.is_some() {}
 
@@ -134,6 +144,15 @@ pub async fn run(run: &Run, members: Vec<Member>, spec: StormSpec) -> Report {
         .latency("reconnect", reconnect);
     if let (Some(a), Some(b)) = (server_from, server_to) {
         report.add("server_cpu_percent", round1(cpu_percent(&a, &b)));
+    }
+    if let (Some(start), Some(settled)) = (server_start, server_settled) {
+        // The servers hold every shard's sockets; shards are the same size.
+        let sockets = back * run.shards as u64;
+        let grown = settled.rss_bytes.saturating_sub(start.rss_bytes);
+        report.add(
+            "server_rss_per_socket_after_kib",
+            round1(grown as f64 / 1024.0 / sockets.max(1) as f64),
+        );
     }
     if let (Some(a), Some(b)) = (client_from, client_to) {
         report.add("client_cpu_storm_percent", round1(cpu_percent(&a, &b)));
