@@ -9,6 +9,20 @@ use vridge_realtime::auth::{TokenKind, keys};
 use vridge_realtime::config::{Cli, Command};
 use vridge_realtime::{Application, demo};
 
+/// jemalloc, with background threads giving freed memory back to the
+/// system within about a second (`.cargo/config.toml` sets the decay; the
+/// `_RJEM_MALLOC_CONF` environment variable overrides it at run time).
+///
+/// Chosen on evidence (BENCHMARKS.md, "the allocator after a storm"): a
+/// reconnect storm briefly holds every socket twice (the old one closing,
+/// the new one joining) with thousands of `initial_state` frames in flight.
+/// glibc's malloc kept that peak: 13–18 KiB per socket of resident memory
+/// after the storm had settled, against 5 KiB for sockets opened at a
+/// calm rate. jemalloc with background purging returned to 5.6–5.7 KiB,
+/// and the storm itself finished sooner.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
