@@ -264,15 +264,18 @@ fn kept_page(app: &ApiState, key: &PageKey, newest: Seq) -> Option<CachedPage> {
 }
 
 /// Sends a page just read (or 304) and keeps it for the next request that
-/// finds its project at the same event `newest`.
+/// finds its project at the same event `newest`. The body is kept without
+/// spare capacity: the cache weighs it by its length.
 fn respond_and_keep(
     app: &ApiState,
     headers: &HeaderMap,
     key: PageKey,
     newest: Seq,
     tag: PageTag,
-    body: Bytes,
+    mut body: Vec<u8>,
 ) -> Result<Response, ApiError> {
+    body.shrink_to_fit();
+    let body = Bytes::from(body);
     let response = tagged_body(headers, &tag, body.clone());
     app.pages.insert(
         key,

@@ -26,7 +26,7 @@ pub fn json_with_etag<T: Serialize>(request: &HeaderMap, value: &T) -> Result<Re
     let body = to_json(value)?;
     let digest = Sha256::digest(&body);
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    respond(request, &hex, || Ok(body))
+    respond(request, &hex, || Ok(body.into()))
 }
 
 /// The tag of one page of comments: what was asked (`kind` and the query's
@@ -60,7 +60,7 @@ pub fn json_tagged<T: Serialize>(
     tag: &PageTag,
     value: impl FnOnce() -> T,
 ) -> Result<Response, ApiError> {
-    respond(request, &tag.0, || to_json(&value()))
+    respond(request, &tag.0, || to_json(&value()).map(Bytes::from))
 }
 
 /// `body` (JSON made earlier, e.g. by [`to_json`]) under `tag`, or 304 when
@@ -69,12 +69,9 @@ pub fn tagged_body(request: &HeaderMap, tag: &PageTag, body: Bytes) -> Result<Re
     respond(request, &tag.0, || Ok(body))
 }
 
-/// `value` as a JSON body, holding no spare capacity (a body may be kept
-/// in memory, weighed by its length).
-pub fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
-    let mut body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
-    body.shrink_to_fit();
-    Ok(Bytes::from(body))
+/// `value` as a JSON body.
+pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The response under the opaque tag `opaque`: 304 when `If-None-Match`
