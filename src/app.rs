@@ -98,6 +98,7 @@ impl Application {
             broker: broker.clone(),
             metrics: metrics.clone(),
             typing_timeout: config.sockets.typing_timeout(),
+            typing_batch: config.sockets.typing_batch(),
             presence_leave_grace: config.sockets.presence_leave_grace(),
             persist_batch: config.store.persist_batch,
             resume: ResumeLimits {

@@ -162,6 +162,14 @@ pub struct SocketConfig {
     #[arg(long, env = "VRIDGE_TYPING_TIMEOUT_MS", default_value_t = 10_000)]
     pub typing_timeout_ms: u64,
 
+    /// Typing events are held for the room's next tick of this many
+    /// milliseconds and go out together, one frame per socket per tick
+    /// instead of one per event (ticks on the keepalive's grid). Any other
+    /// event a room sends flushes them first, so nothing is reordered.
+    /// 0: send each at once.
+    #[arg(long, env = "VRIDGE_TYPING_BATCH_MS", default_value_t = 250)]
+    pub typing_batch_ms: u64,
+
     /// How long a user's `presence_leave` waits after their last socket in a
     /// project closed, in milliseconds; back within it (any node), neither
     /// the leave nor the join is announced. 0: announce at once.
@@ -447,6 +455,10 @@ impl SocketConfig {
 
     pub fn typing_timeout(&self) -> Duration {
         Duration::from_millis(self.typing_timeout_ms.max(1))
+    }
+
+    pub fn typing_batch(&self) -> Duration {
+        Duration::from_millis(self.typing_batch_ms)
     }
 
     pub fn presence_leave_grace(&self) -> Duration {

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod grid;
 pub mod http;
 pub mod hub;
 pub mod limits;

@@ -75,6 +75,8 @@ pub struct HubParts {
     pub broker: Broker,
     pub metrics: Arc<Metrics>,
     pub typing_timeout: Duration,
+    /// The tick typing events are held for (zero: none).
+    pub typing_batch: Duration,
     pub presence_leave_grace: Duration,
     /// Most comments written in one persister flush.
     pub persist_batch: usize,
@@ -120,6 +122,7 @@ impl Hub {
         let presence = parts.broker.presence();
         let settings = RoomSettings {
             typing_timeout: parts.typing_timeout,
+            typing_batch: parts.typing_batch,
             presence_leave_grace: parts.presence_leave_grace,
             store: parts.store.clone(),
             presence: presence.clone(),

@@ -80,6 +80,7 @@ pub(crate) async fn world() -> World {
         broker: Broker::Memory(MemoryBroker::default()),
         metrics,
         typing_timeout: Duration::from_secs(10),
+        typing_batch: Duration::ZERO,
         presence_leave_grace: Duration::ZERO,
         persist_batch: 16,
         resume: ResumeLimits {

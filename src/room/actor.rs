@@ -6,8 +6,17 @@
 //!
 //! Presence leaves are held for the configured grace (see [`super`]): a
 //! browser reconnecting (a reload, a network blip, a slow consumer dropped)
-//! would otherwise send every member a leave and a join each time. Typing is
-//! not held: a typist's last socket closing stops their indicator at once.
+//! would otherwise send every member a leave and a join each time. A
+//! typist's stop is not held for that grace: their last socket closing
+//! stops their indicator at once.
+//!
+//! Typing events are the busiest a room sends and the least urgent, so they
+//! are held for the room's next typing tick (on the process-wide
+//! [`crate::grid`]) and go out together: a member's writer drains them into
+//! one frame, so a room taking several typing events per tick costs each
+//! member one wake-up and one write per tick, not one per event. Any other
+//! event the room sends flushes the held ones first, so members see every
+//! event in the order the room took it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,7 +27,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use vridge_protocol::codec::encode;
-use vridge_protocol::{ProjectId, ServerMessage, UserId};
+use vridge_protocol::{CommentId, ProjectId, ServerMessage, UserId};
 
 use super::chain::{CommentChain, Offered};
 use super::rooms::Rooms;
@@ -71,6 +80,10 @@ pub(super) struct Room {
     leave_queue: VecDeque<(Instant, UserId)>,
     /// When each typing user's indicator lapses unless refreshed.
     typing: HashMap<UserId, Instant>,
+    /// Typing events waiting for [`Self::typing_flush_at`], oldest first.
+    held_typing: Vec<Arc<ServerMessage>>,
+    /// The tick the held typing events go out at; `None` while none is held.
+    typing_flush_at: Option<Instant>,
     /// The order durable events go out in, and those held back.
     chain: CommentChain,
     /// When held comments stop waiting and the store is read; `None` while
@@ -99,6 +112,8 @@ impl Room {
             leaving: HashMap::new(),
             leave_queue: VecDeque::new(),
             typing: HashMap::new(),
+            held_typing: Vec::new(),
+            typing_flush_at: None,
             chain: CommentChain::unstarted(),
             gap_deadline: None,
             filling: false,
@@ -114,6 +129,7 @@ impl Room {
             let next_lapse = self.typing.values().min().copied();
             let gap_deadline = self.gap_deadline;
             let next_leave = self.leave_queue.front().map(|(at, _)| *at);
+            let typing_flush_at = self.typing_flush_at;
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
@@ -128,6 +144,10 @@ impl Room {
                 }
                 () = sleep_until(next_leave.unwrap_or_else(Instant::now)), if next_leave.is_some() => {
                     self.announce_leaves(Some(Instant::now()));
+                }
+                () = sleep_until(typing_flush_at.unwrap_or_else(Instant::now)), if typing_flush_at.is_some() => {
+                    let dropped = self.flush_typing();
+                    self.remove_all(dropped);
                 }
             }
             // A room of held leaves only stays until they are announced.
@@ -309,6 +329,10 @@ impl Room {
                         } else {
                             self.typing.remove(user_id);
                         }
+                        if !self.rooms.settings.typing_batch.is_zero() {
+                            self.hold_typing(msg);
+                            return;
+                        }
                         Some(*user_id)
                     }
                     // Nobody is told they joined themselves.
@@ -470,6 +494,28 @@ impl Room {
         }
     }
 
+    /// Holds a typing event for the room's next typing tick.
+    fn hold_typing(&mut self, msg: Arc<ServerMessage>) {
+        self.held_typing.push(msg);
+        if self.typing_flush_at.is_none() {
+            let tick = self.rooms.settings.typing_batch;
+            self.typing_flush_at = Some(crate::grid::on_tick(Instant::now(), tick));
+        }
+    }
+
+    /// Sends the held typing events, each to every member but its typist's
+    /// sockets. Returns the members that could not take them.
+    fn flush_typing(&mut self) -> Vec<ConnId> {
+        self.typing_flush_at = None;
+        if self.held_typing.is_empty() {
+            return Vec::new();
+        }
+        let held = std::mem::take(&mut self.held_typing);
+        let events: Vec<(&ServerMessage, Option<UserId>)> =
+            held.iter().map(|msg| (&**msg, typist(msg))).collect();
+        self.deliver(&events)
+    }
+
     fn expire_typing(&mut self) {
         let now = Instant::now();
         let lapsed: Vec<UserId> = self
@@ -497,46 +543,74 @@ impl Room {
         self.remove_all(dropped);
     }
 
-    /// Queues `msg` to members; returns the connections that could not take it.
-    fn fan_out(&self, msg: &ServerMessage, except: Option<UserId>) -> Vec<ConnId> {
-        let comment_id = match msg {
-            ServerMessage::Comment { comment, .. } => Some(comment.id),
-            _ => None,
-        };
-        let seq = msg.seq();
-        let mut encoded: [Option<Bytes>; 2] = [None, None];
+    /// Queues `msg` to members, after the typing events held before it;
+    /// returns the connections that could not take them.
+    fn fan_out(&mut self, msg: &ServerMessage, except: Option<UserId>) -> Vec<ConnId> {
+        let mut dropped = self.flush_typing();
+        dropped.extend(self.deliver(&[(msg, except)]));
+        dropped
+    }
+
+    /// Queues each event to every member but its `except` user's sockets,
+    /// member by member, so that a member's events are queued together and
+    /// its writer sends them in one frame. Each event is encoded once per
+    /// wire encoding in use. Returns the connections that could not take one.
+    fn deliver(&self, events: &[(&ServerMessage, Option<UserId>)]) -> Vec<ConnId> {
+        let mut encoded: Vec<[Option<Bytes>; 2]> = vec![[None, None]; events.len()];
+        let mut delivered = vec![0u64; events.len()];
         let mut dropped = Vec::new();
-        let mut delivered = 0u64;
-        for (conn, member) in &self.members {
-            if Some(member.user) == except {
-                continue;
-            }
+        'members: for (conn, member) in &self.members {
             let enc = member.outbox.encoding();
-            let bytes = match &encoded[enc.index()] {
-                Some(b) => b.clone(),
-                None => match encode(enc, msg) {
-                    Ok(b) => {
-                        encoded[enc.index()] = Some(b.clone());
-                        b
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "encoding an event failed");
-                        return dropped;
-                    }
-                },
-            };
-            if member.outbox.offer(OutFrame {
-                bytes,
-                comment_id,
-                seq,
-            }) {
-                delivered += 1;
-            } else {
-                dropped.push(*conn);
+            for (i, (msg, except)) in events.iter().enumerate() {
+                if Some(member.user) == *except {
+                    continue;
+                }
+                let bytes = match &encoded[i][enc.index()] {
+                    Some(b) => b.clone(),
+                    None => match encode(enc, msg) {
+                        Ok(b) => {
+                            encoded[i][enc.index()] = Some(b.clone());
+                            b
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "encoding an event failed");
+                            return dropped;
+                        }
+                    },
+                };
+                let frame = OutFrame {
+                    bytes,
+                    comment_id: comment_id(msg),
+                    seq: msg.seq(),
+                };
+                if !member.outbox.offer(frame) {
+                    dropped.push(*conn);
+                    continue 'members;
+                }
+                delivered[i] += 1;
             }
         }
-        self.rooms.metrics.messages_out(out_kind(msg), delivered);
+        for ((msg, _), count) in events.iter().zip(delivered) {
+            self.rooms.metrics.messages_out(out_kind(msg), count);
+        }
         dropped
+    }
+}
+
+/// The comment a live event carries, which a member's `initial_state` may
+/// already have held (see [`crate::outbound::Inbox`]).
+fn comment_id(msg: &ServerMessage) -> Option<CommentId> {
+    match msg {
+        ServerMessage::Comment { comment, .. } => Some(comment.id),
+        _ => None,
+    }
+}
+
+/// The user a typing event is about, whose own sockets never get it.
+fn typist(msg: &ServerMessage) -> Option<UserId> {
+    match msg {
+        ServerMessage::Typing { user_id, .. } => Some(*user_id),
+        _ => None,
     }
 }
 

@@ -147,19 +147,22 @@ mod tests {
 
     /// A registry on a fresh SQLite store; keep the directory alive.
     async fn registry() -> (Registry, Store, tempfile::TempDir) {
-        registry_with(Duration::ZERO, Presence::Local).await
+        registry_with(Duration::ZERO, Presence::Local, Duration::ZERO).await
     }
 
-    /// A registry with a leave grace and the given presence engine.
+    /// A registry with a leave grace, the given presence engine, and typing
+    /// held for ticks of `typing_batch`.
     async fn registry_with(
         grace: Duration,
         presence: Presence,
+        typing_batch: Duration,
     ) -> (Registry, Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("rooms.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
         let settings = RoomSettings {
             typing_timeout: Duration::from_secs(10),
+            typing_batch,
             presence_leave_grace: grace,
             store: store.clone(),
             presence,
@@ -194,7 +197,7 @@ mod tests {
     /// user is listed as online meanwhile.
     #[tokio::test]
     async fn reconnects_within_the_grace_are_silent_and_a_real_leave_is_announced_once() {
-        let (reg, _store, _dir) = registry_with(GRACE, Presence::Local).await;
+        let (reg, _store, _dir) = registry_with(GRACE, Presence::Local, Duration::ZERO).await;
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (_room, _) = reg.join(1, 1, 10, watch_box).await;
@@ -261,7 +264,7 @@ mod tests {
     async fn under_a_broker_typing_stops_at_once_and_the_leave_waits_for_the_grace() {
         let (events_tx, mut events) = mpsc::channel(64);
         let presence = crate::broker::RedisPresence::reporting_to(events_tx);
-        let (reg, _store, _dir) = registry_with(GRACE, presence).await;
+        let (reg, _store, _dir) = registry_with(GRACE, presence, Duration::ZERO).await;
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (watch_room, _) = reg.join(1, 1, 10, watch_box).await;
@@ -341,7 +344,8 @@ mod tests {
     /// An evicted user cannot come back: their leave is not held.
     #[tokio::test]
     async fn an_eviction_announces_the_leave_at_once() {
-        let (reg, _store, _dir) = registry_with(Duration::from_secs(3600), Presence::Local).await;
+        let (reg, _store, _dir) =
+            registry_with(Duration::from_secs(3600), Presence::Local, Duration::ZERO).await;
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (_room, _) = reg.join(1, 1, 10, watch_box).await;
@@ -500,6 +504,59 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         settle(&reg, 1, 10).await;
         assert!(drain(&mut watch_rx).is_empty(), "lapsed once");
+    }
+
+    /// Typing events taken within one tick are held until the tick, then
+    /// queued to each member together (so its writer sends one frame), in
+    /// order, never to their own typist; any other event the room sends
+    /// flushes the held ones first.
+    #[tokio::test]
+    async fn typing_is_held_for_its_tick_and_flushed_before_any_other_event() {
+        const TICK: Duration = Duration::from_millis(250);
+        let (reg, _store, _dir) = registry_with(Duration::ZERO, Presence::Local, TICK).await;
+        let metrics = Arc::new(Metrics::default());
+        let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
+        let (_watcher, _) = reg.join(1, 1, 10, watch_box).await;
+        let (typist_box, mut typist_rx, _) = Outbox::channel(64, Encoding::Json, metrics);
+        let (_typist, _) = reg.join(1, 2, 20, typist_box).await;
+        tokio::time::pause();
+        settle(&reg, 1, 10).await;
+        drain(&mut watch_rx);
+        drain(&mut typist_rx);
+        let typing = |user_id, is_typing| Arc::new(ServerMessage::Typing { user_id, is_typing });
+        let text = |user_id, is_typing| {
+            format!(r#"{{"type":"typing","user_id":{user_id},"is_typing":{is_typing}}}"#)
+        };
+        // User 30 types on another node: the broker brings their events.
+        reg.deliver(1, typing(20, true)).await;
+        reg.deliver(1, typing(30, true)).await;
+        reg.deliver(1, typing(20, false)).await;
+        settle(&reg, 1, 10).await;
+        assert!(drain(&mut watch_rx).is_empty(), "held until the tick");
+        let held_since = tokio::time::Instant::now();
+        let first = tokio::time::timeout(TICK * 2, watch_rx.recv())
+            .await
+            .expect("sent at the tick")
+            .expect("queue open");
+        assert!(held_since.elapsed() <= TICK, "{:?}", held_since.elapsed());
+        // All three were queued by then, in the order the room took them.
+        let mut got = vec![String::from_utf8_lossy(&first.bytes).into_owned()];
+        got.extend(drain(&mut watch_rx));
+        assert_eq!(got, [text(20, true), text(30, true), text(20, false)]);
+        assert_eq!(drain(&mut typist_rx), [text(30, true)]);
+        // A presence change right after a held typing event: both go out at
+        // once, the typing first.
+        reg.deliver(1, typing(30, false)).await;
+        reg.deliver(1, Arc::new(ServerMessage::PresenceJoin { user_id: 40 }))
+            .await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(
+            drain(&mut watch_rx),
+            [
+                text(30, false),
+                r#"{"type":"presence_join","user_id":40}"#.to_string()
+            ]
+        );
     }
 
     /// A predecessor the broker never brings is read from the store once the

@@ -12,14 +12,15 @@
 //! within one tick fire in the timer's same slot and are served in one
 //! wake-up. And a peer heard from recently (any frame, pongs included) is
 //! not pinged at all: only silence for about a ping interval earns a ping.
+//! (The grid is [`crate::grid`], which held typing shares.)
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use vridge_protocol::close;
 
 use super::clock::LastSeen;
+use crate::grid::on_tick;
 
 /// The grid ping deadlines are rounded up to: pings are at most this late,
 /// and all sockets due within one tick are pinged in the same wake-up.
@@ -30,26 +31,6 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// The grid tick for sockets pinged every `ping_interval`.
 fn tick_for(ping_interval: Duration) -> Duration {
     TICK.min(ping_interval / 8).max(Duration::from_millis(1))
-}
-
-/// The grid's origin: the first time any socket scheduled a ping.
-fn grid_origin() -> Instant {
-    static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
-    Instant::from_std(*ORIGIN.get_or_init(std::time::Instant::now))
-}
-
-/// `at`, rounded up to the next point of the grid of `tick`. (A time before
-/// the grid's origin — only under a test's paused clock — is left as is.)
-pub fn on_tick(at: Instant, tick: Duration) -> Instant {
-    let origin = grid_origin();
-    if at < origin {
-        return at;
-    }
-    let since = at - origin;
-    let tick = tick.as_nanos();
-    let ticks = since.as_nanos().div_ceil(tick);
-    let rounded = u64::try_from(ticks * tick).unwrap_or(u64::MAX);
-    origin + Duration::from_nanos(rounded)
 }
 
 /// What the timer found due, in the order the writer acts on it.
@@ -160,7 +141,7 @@ mod tests {
     /// Moves paused time well past the grid's origin, which the first test
     /// of the process to schedule a ping fixes on the real clock.
     async fn past_the_grid_origin() {
-        let _ = grid_origin();
+        let _ = crate::grid::origin();
         tokio::time::advance(Duration::from_secs(3600)).await;
     }
 

@@ -359,6 +359,12 @@ impl Client {
         }
     }
 
+    /// Events of frames already read that [`Self::next`] has not returned
+    /// yet: after a batch frame's first event, the rest of that frame.
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Skips events until one matches, or panics after [`WAIT`].
     pub async fn expect<F: FnMut(&ServerMessage) -> bool>(&mut self, mut pred: F) -> ServerMessage {
         let deadline = tokio::time::Instant::now() + WAIT;
