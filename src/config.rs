@@ -162,9 +162,10 @@ pub struct SocketConfig {
     #[arg(long, env = "VRIDGE_TYPING_TIMEOUT_MS", default_value_t = 10_000)]
     pub typing_timeout_ms: u64,
 
-    /// Typing events are held for the room's next tick of this many
-    /// milliseconds and go out together, one frame per socket per tick
-    /// instead of one per event (ticks on the keepalive's grid). Any other
+    /// A room sends typing events at most once per window of this many
+    /// milliseconds: one in a quiet room goes out at once and opens the
+    /// window; those that come while it is open go out together when it
+    /// closes, one frame per socket instead of one per event. Any other
     /// event a room sends flushes them first, so nothing is reordered.
     /// 0: send each at once.
     #[arg(long, env = "VRIDGE_TYPING_BATCH_MS", default_value_t = 250)]

@@ -10,13 +10,18 @@
 //! typist's stop is not held for that grace: their last socket closing
 //! stops their indicator at once.
 //!
-//! Typing events are the busiest a room sends and the least urgent, so they
-//! are held for the room's next typing tick (on the process-wide
-//! [`crate::grid`]) and go out together: a member's writer drains them into
-//! one frame, so a room taking several typing events per tick costs each
-//! member one wake-up and one write per tick, not one per event. Any other
-//! event the room sends flushes the held ones first, so members see every
-//! event in the order the room took it.
+//! Typing events are the busiest a room sends and the least urgent, so a
+//! busy room sends them at most once per window (`typing_batch`): a typing
+//! event in a quiet room goes out at once and opens a window; those that
+//! come while it is open are held and go out together when it closes,
+//! which opens the next. A member's writer drains them into one frame, so
+//! a busy room costs each member one wake-up and one write per window, not
+//! one per event, and a quiet one adds no delay. Windows open with each
+//! room's own typing, so rooms flush at scattered instants instead of in
+//! one burst; their ends are rounded up to a tenth of the window on the
+//! process-wide [`crate::grid`], so rooms closing within the same tenth
+//! share one wake-up. Any other event the room sends flushes the held ones
+//! first, so members see every event in the order the room took it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -80,10 +85,11 @@ pub(super) struct Room {
     leave_queue: VecDeque<(Instant, UserId)>,
     /// When each typing user's indicator lapses unless refreshed.
     typing: HashMap<UserId, Instant>,
-    /// Typing events waiting for [`Self::typing_flush_at`], oldest first.
+    /// Typing events waiting for [`Self::typing_window_end`], oldest first.
     held_typing: Vec<Arc<ServerMessage>>,
-    /// The tick the held typing events go out at; `None` while none is held.
-    typing_flush_at: Option<Instant>,
+    /// The end of the open typing window, when the held typing events go
+    /// out; `None` while no window is open (a typing event goes out at once).
+    typing_window_end: Option<Instant>,
     /// The order durable events go out in, and those held back.
     chain: CommentChain,
     /// When held comments stop waiting and the store is read; `None` while
@@ -113,7 +119,7 @@ impl Room {
             leave_queue: VecDeque::new(),
             typing: HashMap::new(),
             held_typing: Vec::new(),
-            typing_flush_at: None,
+            typing_window_end: None,
             chain: CommentChain::unstarted(),
             gap_deadline: None,
             filling: false,
@@ -129,7 +135,7 @@ impl Room {
             let next_lapse = self.typing.values().min().copied();
             let gap_deadline = self.gap_deadline;
             let next_leave = self.leave_queue.front().map(|(at, _)| *at);
-            let typing_flush_at = self.typing_flush_at;
+            let typing_window_end = self.typing_window_end;
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
@@ -145,9 +151,8 @@ impl Room {
                 () = sleep_until(next_leave.unwrap_or_else(Instant::now)), if next_leave.is_some() => {
                     self.announce_leaves(Some(Instant::now()));
                 }
-                () = sleep_until(typing_flush_at.unwrap_or_else(Instant::now)), if typing_flush_at.is_some() => {
-                    let dropped = self.flush_typing();
-                    self.remove_all(dropped);
+                () = sleep_until(typing_window_end.unwrap_or_else(Instant::now)), if typing_window_end.is_some() => {
+                    self.close_typing_window();
                 }
             }
             // A room of held leaves only stays until they are announced.
@@ -329,10 +334,11 @@ impl Room {
                         } else {
                             self.typing.remove(user_id);
                         }
-                        if !self.rooms.settings.typing_batch.is_zero() {
-                            self.hold_typing(msg);
+                        if self.typing_window_end.is_some() {
+                            self.held_typing.push(msg);
                             return;
                         }
+                        self.open_typing_window();
                         Some(*user_id)
                     }
                     // Nobody is told they joined themselves.
@@ -494,19 +500,30 @@ impl Room {
         }
     }
 
-    /// Holds a typing event for the room's next typing tick.
-    fn hold_typing(&mut self, msg: Arc<ServerMessage>) {
-        self.held_typing.push(msg);
-        if self.typing_flush_at.is_none() {
-            let tick = self.rooms.settings.typing_batch;
-            self.typing_flush_at = Some(crate::grid::on_tick(Instant::now(), tick));
+    /// Opens a typing window: typing events until its end are held.
+    fn open_typing_window(&mut self) {
+        let window = self.rooms.settings.typing_batch;
+        if !window.is_zero() {
+            let end = crate::grid::on_tick(Instant::now() + window, window / 10);
+            self.typing_window_end = Some(end);
         }
+    }
+
+    /// The typing window ends: what it held goes out and opens the next
+    /// window; a window that held nothing leaves the room quiet.
+    fn close_typing_window(&mut self) {
+        self.typing_window_end = None;
+        if self.held_typing.is_empty() {
+            return;
+        }
+        let dropped = self.flush_typing();
+        self.open_typing_window();
+        self.remove_all(dropped);
     }
 
     /// Sends the held typing events, each to every member but its typist's
     /// sockets. Returns the members that could not take them.
     fn flush_typing(&mut self) -> Vec<ConnId> {
-        self.typing_flush_at = None;
         if self.held_typing.is_empty() {
             return Vec::new();
         }

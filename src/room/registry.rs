@@ -506,14 +506,15 @@ mod tests {
         assert!(drain(&mut watch_rx).is_empty(), "lapsed once");
     }
 
-    /// Typing events taken within one tick are held until the tick, then
-    /// queued to each member together (so its writer sends one frame), in
-    /// order, never to their own typist; any other event the room sends
-    /// flushes the held ones first.
+    /// A typing event in a quiet room goes out at once and opens a window;
+    /// those within it are held, then queued to each member together (so
+    /// its writer sends one frame), in order, never to their own typist. Any
+    /// other event the room sends flushes the held ones first; a window that
+    /// held nothing leaves the room quiet again.
     #[tokio::test]
-    async fn typing_is_held_for_its_tick_and_flushed_before_any_other_event() {
-        const TICK: Duration = Duration::from_millis(250);
-        let (reg, _store, _dir) = registry_with(Duration::ZERO, Presence::Local, TICK).await;
+    async fn typing_in_a_busy_room_is_held_for_its_window_and_never_reordered() {
+        const WINDOW: Duration = Duration::from_millis(250);
+        let (reg, _store, _dir) = registry_with(Duration::ZERO, Presence::Local, WINDOW).await;
         let metrics = Arc::new(Metrics::default());
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (_watcher, _) = reg.join(1, 1, 10, watch_box).await;
@@ -527,25 +528,30 @@ mod tests {
         let text = |user_id, is_typing| {
             format!(r#"{{"type":"typing","user_id":{user_id},"is_typing":{is_typing}}}"#)
         };
-        // User 30 types on another node: the broker brings their events.
+        // A quiet room: the first goes out at once. (Paused time: the clock
+        // only moves when every task waits.)
+        let opened = tokio::time::Instant::now();
         reg.deliver(1, typing(20, true)).await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(drain(&mut watch_rx), [text(20, true)]);
+        // Within its window (user 30 types on another node): held.
         reg.deliver(1, typing(30, true)).await;
         reg.deliver(1, typing(20, false)).await;
         settle(&reg, 1, 10).await;
-        assert!(drain(&mut watch_rx).is_empty(), "held until the tick");
-        let held_since = tokio::time::Instant::now();
-        let first = tokio::time::timeout(TICK * 2, watch_rx.recv())
+        assert!(drain(&mut watch_rx).is_empty(), "held for the window");
+        let first = tokio::time::timeout(WINDOW * 2, watch_rx.recv())
             .await
-            .expect("sent at the tick")
+            .expect("sent when the window closed")
             .expect("queue open");
-        assert!(held_since.elapsed() <= TICK, "{:?}", held_since.elapsed());
-        // All three were queued by then, in the order the room took them.
+        let held = opened.elapsed();
+        assert!(held >= WINDOW && held <= WINDOW + WINDOW / 10, "{held:?}");
+        // Both were queued by then, in the order the room took them.
         let mut got = vec![String::from_utf8_lossy(&first.bytes).into_owned()];
         got.extend(drain(&mut watch_rx));
-        assert_eq!(got, [text(20, true), text(30, true), text(20, false)]);
+        assert_eq!(got, [text(30, true), text(20, false)]);
         assert_eq!(drain(&mut typist_rx), [text(30, true)]);
-        // A presence change right after a held typing event: both go out at
-        // once, the typing first.
+        // That flush opened the next window. A presence change right after
+        // a typing event held in it: both go out at once, the typing first.
         reg.deliver(1, typing(30, false)).await;
         reg.deliver(1, Arc::new(ServerMessage::PresenceJoin { user_id: 40 }))
             .await;
@@ -557,6 +563,11 @@ mod tests {
                 r#"{"type":"presence_join","user_id":40}"#.to_string()
             ]
         );
+        // Once a window passes with nothing held, the room is quiet again.
+        tokio::time::advance(WINDOW * 2).await;
+        reg.deliver(1, typing(20, true)).await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(drain(&mut watch_rx), [text(20, true)]);
     }
 
     /// A predecessor the broker never brings is read from the store once the
