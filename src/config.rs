@@ -162,13 +162,13 @@ pub struct SocketConfig {
     #[arg(long, env = "VRIDGE_TYPING_TIMEOUT_MS", default_value_t = 10_000)]
     pub typing_timeout_ms: u64,
 
-    /// A room sends typing events at most once per window of this many
-    /// milliseconds: one in a quiet room goes out at once and opens the
-    /// window; those that come while it is open go out together when it
-    /// closes, one frame per socket instead of one per event. Any other
-    /// event a room sends flushes them first, so nothing is reordered.
-    /// 0: send each at once.
-    #[arg(long, env = "VRIDGE_TYPING_BATCH_MS", default_value_t = 250)]
+    /// A room's typing window, in milliseconds: a typing event in a quiet
+    /// room goes out at once and opens the window; those that come while it
+    /// is open are held and go out together when it closes, one frame per
+    /// socket instead of one per event. Any other event a room sends
+    /// flushes them first, so nothing is reordered. 0: send each at once.
+    #[arg(long, env = "VRIDGE_TYPING_BATCH_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub typing_batch_ms: u64,
 
     /// How long a user's `presence_leave` waits after their last socket in a
@@ -634,5 +634,19 @@ mod tests {
         assert!(shown.contains("JwtSecret(<redacted>)"), "{shown}");
         let pretty = format!("{c:#?}");
         assert!(!pretty.contains(secret), "{pretty}");
+    }
+
+    #[test]
+    fn the_typing_window_is_bounded() {
+        let c = Config::from_args(["--typing-batch-ms", "10000"]).unwrap();
+        assert_eq!(c.sockets.typing_batch(), Duration::from_secs(10));
+        assert_eq!(
+            Config::from_args(Vec::<&str>::new())
+                .unwrap()
+                .sockets
+                .typing_batch(),
+            Duration::from_millis(250)
+        );
+        assert!(Config::from_args(["--typing-batch-ms", "10001"]).is_err());
     }
 }

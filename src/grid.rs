@@ -3,9 +3,9 @@
 //! What a timer that fires costs at rest is mostly the wake-up of a worker
 //! thread, not the work it does. Deadlines rounded up to one grid fall into
 //! the same slot of tokio's timer wheel when they are close, so a thousand
-//! sockets' pings, or every room's held typing, are served by one wake-up
-//! instead of a thousand. Every user of the grid shares its origin, so ticks
-//! of the same length (the keepalive's and typing's) coincide as well.
+//! sockets' pings are served by one wake-up instead of a thousand, and rooms
+//! whose typing windows close within the same tick share one. Every user of
+//! the grid shares its origin, so ticks that divide each other coincide.
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -168,7 +168,7 @@ async fn reconnects_within_the_grace_are_silent_across_nodes() {
         churn = again;
     }
     // The last reconnect was on node 1; typing from there stops on node 0
-    // at once when the socket closes.
+    // when the socket closes, within node 0's typing window (250 ms).
     churn
         .send(&ClientMessage::TypingIndicator { is_typing: true })
         .await;

@@ -128,6 +128,8 @@ async fn typing_within_a_window_reaches_members_in_one_frame_in_order() {
         "{:?}",
         sent.elapsed()
     );
+    // (The test's server runs on this test's one-thread runtime, so the
+    // room queues both before the watcher's writer runs.)
     assert_eq!(watcher.buffered(), 1, "the two came in one frame");
     assert_eq!(
         [first, watcher.next().await],

@@ -75,7 +75,7 @@ pub struct HubParts {
     pub broker: Broker,
     pub metrics: Arc<Metrics>,
     pub typing_timeout: Duration,
-    /// The tick typing events are held for (zero: none).
+    /// A room's typing window (zero: every typing event at once).
     pub typing_batch: Duration,
     pub presence_leave_grace: Duration,
     /// Most comments written in one persister flush.

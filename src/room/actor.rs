@@ -11,12 +11,12 @@
 //! stops their indicator at once.
 //!
 //! Typing events are the busiest a room sends and the least urgent, so a
-//! busy room sends them at most once per window (`typing_batch`): a typing
-//! event in a quiet room goes out at once and opens a window; those that
-//! come while it is open are held and go out together when it closes,
-//! which opens the next. A member's writer drains them into one frame, so
-//! a busy room costs each member one wake-up and one write per window, not
-//! one per event, and a quiet one adds no delay. Windows open with each
+//! busy room sends them in windows (`typing_batch`): a typing event in a
+//! quiet room goes out at once and opens a window; those that come while it
+//! is open are held and go out together when it closes, which opens the
+//! next. A member's writer drains them at once, into one frame up to its
+//! batch cap, so a busy room costs each member about one wake-up and one
+//! write per window, not one per event, and a quiet one adds no delay. Windows open with each
 //! room's own typing, so rooms flush at scattered instants instead of in
 //! one burst; their ends are rounded up to a tenth of the window on the
 //! process-wide [`crate::grid`], so rooms closing within the same tenth
@@ -32,7 +32,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use vridge_protocol::codec::encode;
-use vridge_protocol::{CommentId, ProjectId, ServerMessage, UserId};
+use vridge_protocol::{CommentId, Encoding, ProjectId, Seq, ServerMessage, UserId};
 
 use super::chain::{CommentChain, Offered};
 use super::rooms::Rooms;
@@ -46,6 +46,11 @@ use crate::store::EventPage;
 /// one Redis publish latency (about a millisecond); this only bounds how
 /// late an event the broker lost reaches members.
 pub(super) const GAP_WAIT: Duration = Duration::from_millis(300);
+
+/// Typing events a window holds at most: a burst beyond it goes out at
+/// once, so one flush never fills a member's queue (`--outbound-queue`,
+/// 512 by default) and closes it as a slow consumer.
+const HELD_TYPING_CAP: usize = 32;
 
 /// Comments one store read fetches to close a gap.
 const FILL_LIMIT: u32 = 1024;
@@ -336,6 +341,10 @@ impl Room {
                         }
                         if self.typing_window_end.is_some() {
                             self.held_typing.push(msg);
+                            if self.held_typing.len() >= HELD_TYPING_CAP {
+                                let dropped = self.flush_typing();
+                                self.remove_all(dropped);
+                            }
                             return;
                         }
                         self.open_typing_window();
@@ -382,7 +391,9 @@ impl Room {
         *count == 1
     }
 
-    /// Tells a newcomer who is typing right now.
+    /// Tells a newcomer who is typing right now. (The room's state already
+    /// counts the typing events held in an open window; when it closes the
+    /// newcomer gets those too, which repeat what this told it.)
     fn replay_typing(&mut self, conn: ConnId) {
         let Some(member) = self.members.get(&conn) else {
             return;
@@ -524,13 +535,7 @@ impl Room {
     /// Sends the held typing events, each to every member but its typist's
     /// sockets. Returns the members that could not take them.
     fn flush_typing(&mut self) -> Vec<ConnId> {
-        if self.held_typing.is_empty() {
-            return Vec::new();
-        }
-        let held = std::mem::take(&mut self.held_typing);
-        let events: Vec<(&ServerMessage, Option<UserId>)> =
-            held.iter().map(|msg| (&**msg, typist(msg))).collect();
-        self.deliver(&events)
+        self.deliver_after_held(None)
     }
 
     fn expire_typing(&mut self) {
@@ -563,54 +568,111 @@ impl Room {
     /// Queues `msg` to members, after the typing events held before it;
     /// returns the connections that could not take them.
     fn fan_out(&mut self, msg: &ServerMessage, except: Option<UserId>) -> Vec<ConnId> {
-        let mut dropped = self.flush_typing();
-        dropped.extend(self.deliver(&[(msg, except)]));
-        dropped
+        self.deliver_after_held(Some((msg, except)))
+    }
+
+    /// Queues the held typing events, then `next` if any, in one pass (so a
+    /// member that cannot take one gets none of the rest).
+    fn deliver_after_held(
+        &mut self,
+        next: Option<(&ServerMessage, Option<UserId>)>,
+    ) -> Vec<ConnId> {
+        if self.held_typing.is_empty() && next.is_none() {
+            return Vec::new();
+        }
+        let held = std::mem::take(&mut self.held_typing);
+        let events: Vec<(&ServerMessage, Option<UserId>)> = held
+            .iter()
+            .map(|msg| (&**msg, typist(msg)))
+            .chain(next)
+            .collect();
+        self.deliver(&events)
     }
 
     /// Queues each event to every member but its `except` user's sockets,
     /// member by member, so that a member's events are queued together and
-    /// its writer sends them in one frame. Each event is encoded once per
-    /// wire encoding in use. Returns the connections that could not take one.
+    /// its writer drains them at once (into one frame, up to its batch cap).
+    /// Each event is encoded once per wire encoding in use; one that cannot
+    /// be encoded is skipped. Returns the connections that could not take one.
     fn deliver(&self, events: &[(&ServerMessage, Option<UserId>)]) -> Vec<ConnId> {
-        let mut encoded: Vec<[Option<Bytes>; 2]> = vec![[None, None]; events.len()];
-        let mut delivered = vec![0u64; events.len()];
+        let mut outgoing: Vec<Outgoing<'_>> = events
+            .iter()
+            .map(|&(msg, except)| Outgoing::new(msg, except))
+            .collect();
         let mut dropped = Vec::new();
         'members: for (conn, member) in &self.members {
             let enc = member.outbox.encoding();
-            for (i, (msg, except)) in events.iter().enumerate() {
-                if Some(member.user) == *except {
+            for event in &mut outgoing {
+                if Some(member.user) == event.except {
                     continue;
                 }
-                let bytes = match &encoded[i][enc.index()] {
-                    Some(b) => b.clone(),
-                    None => match encode(enc, msg) {
-                        Ok(b) => {
-                            encoded[i][enc.index()] = Some(b.clone());
-                            b
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "encoding an event failed");
-                            return dropped;
-                        }
-                    },
-                };
-                let frame = OutFrame {
-                    bytes,
-                    comment_id: comment_id(msg),
-                    seq: msg.seq(),
+                let Some(frame) = event.frame(enc) else {
+                    continue;
                 };
                 if !member.outbox.offer(frame) {
                     dropped.push(*conn);
                     continue 'members;
                 }
-                delivered[i] += 1;
+                event.delivered += 1;
             }
         }
-        for ((msg, _), count) in events.iter().zip(delivered) {
-            self.rooms.metrics.messages_out(out_kind(msg), count);
+        for event in &outgoing {
+            self.rooms
+                .metrics
+                .messages_out(out_kind(event.msg), event.delivered);
         }
         dropped
+    }
+}
+
+/// One event on its way to a room's members: its frames, encoded on first
+/// use per wire encoding, and how many members took it.
+struct Outgoing<'a> {
+    msg: &'a ServerMessage,
+    /// Whose sockets never get it.
+    except: Option<UserId>,
+    encoded: [Option<Bytes>; 2],
+    /// Encoding failed once (logged then): nobody gets it.
+    failed: bool,
+    comment_id: Option<CommentId>,
+    seq: Option<Seq>,
+    delivered: u64,
+}
+
+impl<'a> Outgoing<'a> {
+    fn new(msg: &'a ServerMessage, except: Option<UserId>) -> Self {
+        Self {
+            msg,
+            except,
+            encoded: [None, None],
+            failed: false,
+            comment_id: comment_id(msg),
+            seq: msg.seq(),
+            delivered: 0,
+        }
+    }
+
+    /// The event's frame in `enc`, encoding it the first time.
+    fn frame(&mut self, enc: Encoding) -> Option<OutFrame> {
+        if self.failed {
+            return None;
+        }
+        let bytes = match &self.encoded[enc.index()] {
+            Some(bytes) => bytes.clone(),
+            None => match encode(enc, self.msg) {
+                Ok(bytes) => self.encoded[enc.index()].insert(bytes).clone(),
+                Err(e) => {
+                    tracing::error!(error = %e, kind = out_kind(self.msg), "encoding an event failed");
+                    self.failed = true;
+                    return None;
+                }
+            },
+        };
+        Some(OutFrame {
+            bytes,
+            comment_id: self.comment_id,
+            seq: self.seq,
+        })
     }
 }
 

@@ -38,9 +38,8 @@ use crate::store::{EventPage, Store};
 #[derive(Debug, Clone)]
 pub struct RoomSettings {
     pub typing_timeout: Duration,
-    /// A room sends typing at most once per window of this length: the
-    /// first at once, those within the window together at its end; zero
-    /// sends each at once.
+    /// A room's typing window: the typing event that opens it goes out at
+    /// once, those within it together at its end; zero sends each at once.
     pub typing_batch: Duration,
     /// How long a user's leave is held after their last socket closed, so a
     /// reconnect within it announces nothing; zero announces at once.

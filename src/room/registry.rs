@@ -151,7 +151,7 @@ mod tests {
     }
 
     /// A registry with a leave grace, the given presence engine, and typing
-    /// held for ticks of `typing_batch`.
+    /// windows of `typing_batch`.
     async fn registry_with(
         grace: Duration,
         presence: Presence,
@@ -519,7 +519,7 @@ mod tests {
         let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics.clone());
         let (_watcher, _) = reg.join(1, 1, 10, watch_box).await;
         let (typist_box, mut typist_rx, _) = Outbox::channel(64, Encoding::Json, metrics);
-        let (_typist, _) = reg.join(1, 2, 20, typist_box).await;
+        let (typist_room, _) = reg.join(1, 2, 20, typist_box).await;
         tokio::time::pause();
         settle(&reg, 1, 10).await;
         drain(&mut watch_rx);
@@ -568,6 +568,43 @@ mod tests {
         reg.deliver(1, typing(20, true)).await;
         settle(&reg, 1, 10).await;
         assert_eq!(drain(&mut watch_rx), [text(20, true)]);
+        // A typist's last socket closing while typing is held: the held
+        // typing, then their stop, at once (and, with no grace, their leave).
+        reg.deliver(1, typing(30, true)).await;
+        typist_room.leave(2).await;
+        settle(&reg, 1, 10).await;
+        assert_eq!(
+            drain(&mut watch_rx),
+            [
+                text(30, true),
+                text(20, false),
+                r#"{"type":"presence_leave","user_id":20}"#.to_string()
+            ]
+        );
+    }
+
+    /// A burst of typing within one window goes out once the cap is held,
+    /// without waiting for the window: one flush never fills a member's queue.
+    #[tokio::test]
+    async fn a_burst_of_typing_beyond_the_cap_goes_out_without_waiting() {
+        let (reg, _store, _dir) =
+            registry_with(Duration::ZERO, Presence::Local, Duration::from_secs(1)).await;
+        let metrics = Arc::new(Metrics::default());
+        let (watch_box, mut watch_rx, _) = Outbox::channel(64, Encoding::Json, metrics);
+        let (_watcher, _) = reg.join(1, 1, 10, watch_box).await;
+        tokio::time::pause();
+        let typing = |user_id| {
+            Arc::new(ServerMessage::Typing {
+                user_id,
+                is_typing: true,
+            })
+        };
+        // The first opens the window; 32 more (typists on other nodes) fill it.
+        for user in 100..133 {
+            reg.deliver(1, typing(user)).await;
+        }
+        settle(&reg, 1, 10).await;
+        assert_eq!(drain(&mut watch_rx).len(), 33);
     }
 
     /// A predecessor the broker never brings is read from the store once the
