@@ -71,6 +71,8 @@ fn through_the_room(c: &mut Criterion) {
     let registry = Registry::new(
         RoomSettings {
             typing_timeout: Duration::from_secs(10),
+            // No typing window: every iteration's event fans out at once.
+            typing_batch: Duration::ZERO,
             presence_leave_grace: Duration::ZERO,
             store,
             presence: Presence::Local,
