@@ -577,8 +577,9 @@ impl Room {
         &mut self,
         next: Option<(&ServerMessage, Option<UserId>)>,
     ) -> Vec<ConnId> {
-        if self.held_typing.is_empty() && next.is_none() {
-            return Vec::new();
+        if self.held_typing.is_empty() {
+            // The common case (nothing held): no list to build.
+            return next.map_or_else(Vec::new, |event| self.deliver(&[event]));
         }
         let held = std::mem::take(&mut self.held_typing);
         let events: Vec<(&ServerMessage, Option<UserId>)> = held
